@@ -1,0 +1,1 @@
+"""Prefect flows: composition only. Each stage is a subflow calling one task of ``tasks.units``."""

@@ -1,0 +1,76 @@
+"""Model checkpoints: ``<name>.pt`` (a state_dict, nothing else) beside ``<name>.json``.
+
+The JSON holds the model's class and constructor arguments, the training parameters, the data
+it saw and its metrics, so a checkpoint is loaded by rebuilding the model from JSON and then
+``torch.load(..., weights_only=True)``: no pickled code is ever executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import torch
+
+from storage.paths import ensure_local_dir, is_url
+
+
+def _write_bytes_atomic(path: str, payload: bytes) -> None:
+    if is_url(path):
+        fs, fpath = fsspec.core.url_to_fs(path)
+        tmp = f"{fpath}.tmp-{uuid.uuid4().hex}"
+        with fs.open(tmp, "wb") as fh:
+            fh.write(payload)
+        fs.mv(tmp, fpath)
+        return
+    ensure_local_dir(os.path.dirname(os.path.abspath(path)))
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(payload)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _read_bytes(path: str) -> bytes:
+    if is_url(path):
+        with fsspec.open(path, "rb") as fh:
+            return fh.read()
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no checkpoint file at {path}")
+    return Path(path).read_bytes()
+
+
+def save_checkpoint(model: torch.nn.Module, path_stem: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Save ``model.state_dict()`` to ``<stem>.pt`` and ``config`` (+ sha256 of the weights) to ``<stem>.json``."""
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    payload = buf.getvalue()
+    record = {**config, "weights_sha256": hashlib.sha256(payload).hexdigest()}
+    _write_bytes_atomic(f"{path_stem}.pt", payload)
+    _write_bytes_atomic(f"{path_stem}.json", json.dumps(record, indent=2, sort_keys=True).encode())
+    return record
+
+
+def read_checkpoint_config(path_stem: str) -> dict[str, Any]:
+    """The JSON record saved next to a checkpoint."""
+    return json.loads(_read_bytes(f"{path_stem}.json"))
+
+
+def load_state_dict(path_stem: str, verify: bool = True) -> dict[str, torch.Tensor]:
+    """Load ``<stem>.pt`` with ``weights_only=True``; with ``verify`` check its sha256 first."""
+    payload = _read_bytes(f"{path_stem}.pt")
+    if verify:
+        expected = read_checkpoint_config(path_stem).get("weights_sha256")
+        actual = hashlib.sha256(payload).hexdigest()
+        if expected and expected != actual:
+            raise ValueError(f"checkpoint {path_stem}.pt: sha256 {actual} != recorded {expected}")
+    return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)

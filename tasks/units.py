@@ -1,0 +1,49 @@
+"""The stages of ``tasks.stages`` wrapped as Prefect tasks (retries off: stages are idempotent).
+
+Importing this module imports Prefect: call :func:`actscan.settings.configure_prefect` first
+(the CLI and the test-suite do).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prefect import task
+from prefect.logging import get_run_logger
+
+from actscan.config import PipelineConfig
+from tasks import stages
+
+
+class _ToPrefect(logging.Handler):
+    """Forward the ``actscan`` logger's records to the current Prefect run logger."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            get_run_logger().log(record.levelno, record.getMessage())
+        except Exception:  # outside a run context: nothing to forward to
+            pass
+
+
+def _with_prefect_logs(fn):
+    def run(cfg: PipelineConfig) -> dict[str, Any]:
+        logger = logging.getLogger("actscan")
+        handler = _ToPrefect()
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        try:
+            return fn(cfg)
+        finally:
+            logger.removeHandler(handler)
+    run.__name__ = fn.__name__
+    run.__doc__ = fn.__doc__
+    return run
+
+
+ingest_task = task(_with_prefect_logs(stages.ingest), name="ingest-embedded-mnist")
+train_task = task(_with_prefect_logs(stages.train), name="train-models")
+attack_task = task(_with_prefect_logs(stages.attack), name="generate-attacks")
+extract_task = task(_with_prefect_logs(stages.extract), name="extract-activations")
+scan_task = task(_with_prefect_logs(stages.scan), name="subset-scan")
+results_task = task(_with_prefect_logs(stages.results), name="result-tables")
