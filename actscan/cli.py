@@ -128,6 +128,21 @@ def query_command(
     console.print(df.to_string(index=False))
 
 
+
+
+def _register_extensions() -> None:
+    """Commands contributed by other modules (each defines ``register(app)``)."""
+    import importlib
+    import importlib.util
+
+    for module in ("actscan.cli_ingest", "actscan.cli_paper"):
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).register(app)
+
+
+_register_extensions()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

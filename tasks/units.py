@@ -32,10 +32,12 @@ def _with_prefect_logs(fn):
         handler = _ToPrefect()
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+        propagate, logger.propagate = logger.propagate, False  # Prefect's handler prints it once
         try:
             return fn(cfg)
         finally:
             logger.removeHandler(handler)
+            logger.propagate = propagate
     run.__name__ = fn.__name__
     run.__doc__ = fn.__doc__
     return run
