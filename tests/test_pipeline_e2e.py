@@ -82,9 +82,19 @@ def test_second_run_skips_and_reproduces(run, prefect_api) -> None:
     cfg, _ = run
     again = pipeline_flow(cfg)
     assert all(again[s].get("skipped") for s in ("ingest", "train", "attack", "extract", "scan"))
-    # Same inputs and seed in a new run id: identical tables.
-    cfg2 = PipelineConfig(**{**cfg.to_dict(), "run_id": "tiny-again"})
-    pipeline_flow(cfg2)
+    # Same inputs and seed in a new run id, through the CLI this time: identical tables.
+    from typer.testing import CliRunner
+
+    from actscan.cli import app
+
+    args = ["run", "--run-id", "tiny-again", "--data-root", cfg.data_root, "--no-progress"]
+    for key, value in TINY.items():
+        if key != "progress":
+            args += [f"--{key.replace('_', '-')}", str(value)]
+    result = CliRunner().invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "AUROC of the individual subset scan" in result.output
+    assert "conv2d_1" in result.output and "scores.parquet" in result.output
     a = RunCatalog.for_run("tiny", cfg.data_root)
     b = RunCatalog.for_run("tiny-again", cfg.data_root)
     for t in ("scores", "auroc", "attacks"):
