@@ -1,0 +1,171 @@
+"""Benchmark: CSE-CIC-IDS2018 ingestion, ours vs the A^3 authors' approach, same run.
+
+1. Generates ``--rows`` rows (default 5,000,000) in the real schema over the ten per-day files
+   (sizes proportional to the real days; the 84-column Tuesday file, repeated headers,
+   Infinity/NaN, negative counters), or reuses them when already generated.
+2. Runs each ingestion in its own fresh subprocess (ours first) and measures wall time, CPU
+   time and peak RSS (``getrusage`` ``ru_maxrss`` of the child, threads included):
+
+   * ours: ``tasks.data.ingest.ingest_dataset("cicids2018", ...)`` - Dask dataframe over byte
+     ranges parsed by pyarrow, chunked writes to Zarr, source sha256 included (digest cache
+     emptied);
+   * A^3 approach: ``pandas.read_csv`` per file, drop repeated header rows, ``concat``,
+     inf -> NaN, ``dropna``, in one process, then the same split / scaling / one-hot.
+
+3. Checks that the resulting arrays (X, y, split, family, timestamp) are identical (sha256 of
+   their bytes, ours read back from the Zarr store) and prints one final line
+   ``speedup=<x> memory_ratio=<y>`` (memory_ratio = our peak RSS / theirs).
+
+Usage: ``python benchmarks/bench_ingest_ids.py [--rows N] [--workdir DIR] [--keep]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ARRAYS = ("X", "y", "split", "family", "timestamp")
+
+
+def _digest(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+def _peak_mb() -> float:
+    """Peak RSS (MB) of this process and of any process it waited for (Linux: KiB units)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+# ------------------------------------------------------------------------------- children
+def run_ours(csv_dir: str, out_dir: str, seed: int, workers: int) -> dict:
+    """Ingest with our code; hash the arrays read back from the store (not timed)."""
+    os.environ["ACTSCAN_CACHE"] = tempfile.mkdtemp(prefix="bench-cache-")  # really hash sources
+    from storage.datasets import open_dataset
+    from tasks.data.ingest import ingest_dataset
+
+    t0, cpu0 = time.perf_counter(), _cpu_s()
+    info = ingest_dataset("cicids2018", csv_dir, out_dir, seed=seed, force=True, workers=workers)
+    seconds = time.perf_counter() - t0
+    peak, cpu = _peak_mb(), _cpu_s() - cpu0
+    ds = open_dataset(out_dir, "cicids2018", info.version)
+    hashes = {}
+    for name in ARRAYS:
+        h = hashlib.sha256()
+        arr = ds.array(name)
+        for a in range(0, arr.shape[0], 1 << 18):
+            h.update(np.ascontiguousarray(arr[a : a + (1 << 18)]).tobytes())
+        hashes[name] = h.hexdigest()
+    return {"seconds": seconds, "cpu_s": cpu, "peak_rss_mb": peak, "rows": info.n_rows,
+            "shape": [info.n_rows, *info.feature_shape], "hashes": hashes}
+
+
+def run_a3(csv_dir: str, seed: int) -> dict:
+    """The A^3 authors' approach: pandas read_csv per file, concat, dropna, one process."""
+    from tasks.data import cicids2018 as ids
+    from tasks.data.cicids2018_pandas import pandas_reference
+
+    files = [d.path for d in ids.list_day_files(csv_dir)]  # same file order as ours
+    t0, cpu0 = time.perf_counter(), _cpu_s()
+    arrays = pandas_reference(files, seed)
+    seconds = time.perf_counter() - t0
+    peak, cpu = _peak_mb(), _cpu_s() - cpu0
+    return {"seconds": seconds, "cpu_s": cpu, "peak_rss_mb": peak, "rows": len(arrays["y"]),
+            "shape": list(arrays["X"].shape),
+            "hashes": {k: _digest(v) for k, v in arrays.items()}}
+
+
+# -------------------------------------------------------------------------------- parent
+def _child(args: list[str]) -> dict:
+    """Run one ingestion in a fresh interpreter; its JSON result is the last stdout line."""
+    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                          cwd=ROOT, check=False)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(f"child {args[:2]} failed with exit code {proc.returncode}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def generate(csv_dir: Path, rows: int, seed: int) -> float:
+    """Write the per-day CSVs unless a marker says they exist for (rows, seed)."""
+    from tasks.data.synthetic import write_cicids2018
+
+    marker = csv_dir / ".generated.json"
+    want = {"rows": rows, "seed": seed}
+    if marker.exists() and json.loads(marker.read_text()) == want:
+        return 0.0
+    shutil.rmtree(csv_dir, ignore_errors=True)
+    csv_dir.mkdir(parents=True)
+    t0 = time.perf_counter()
+    write_cicids2018(csv_dir, rows, seed=seed, workers=2)
+    marker.write_text(json.dumps(want))
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--rows", type=int, default=5_000_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workdir", default=None, help="where CSVs and the store go (default: a temp dir)")
+    p.add_argument("--keep", action="store_true", help="keep the generated CSVs for a re-run")
+    p.add_argument("--_run", choices=["ours", "a3"], help=argparse.SUPPRESS)
+    p.add_argument("--_csv", help=argparse.SUPPRESS)
+    p.add_argument("--_out", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a._run == "ours":
+        print(json.dumps(run_ours(a._csv, a._out, a.seed, a.workers)))
+        return
+    if a._run == "a3":
+        print(json.dumps(run_a3(a._csv, a.seed)))
+        return
+
+    work = Path(a.workdir or tempfile.mkdtemp(prefix="bench-ids-"))
+    csv_dir, out_dir = work / "csv", work / "store"
+    gen_s = generate(csv_dir, a.rows, a.seed)
+    size = sum(f.stat().st_size for f in csv_dir.glob("*.csv"))
+    print(f"input: {a.rows} rows in {len(list(csv_dir.glob('*.csv')))} day files, "
+          f"{size / 1e9:.2f} GB (generated in {gen_s:.0f} s)", flush=True)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    ours = _child(["--_run", "ours", "--_csv", str(csv_dir), "--_out", str(out_dir),
+                             "--seed", str(a.seed), "--workers", str(a.workers)])
+    print(f"ours: {ours['seconds']:.1f} s (CPU {ours['cpu_s']:.1f} s), peak RSS {ours['peak_rss_mb']:.0f} MB, "
+          f"{ours['rows']} rows, X {ours['shape']}", flush=True)
+    a3 = _child(["--_run", "a3", "--_csv", str(csv_dir), "--seed", str(a.seed)])
+    print(f"A^3 approach: {a3['seconds']:.1f} s (CPU {a3['cpu_s']:.1f} s), peak RSS {a3['peak_rss_mb']:.0f} MB, "
+          f"{a3['rows']} rows, X {a3['shape']}", flush=True)
+    same = {k: ours["hashes"][k] == a3["hashes"][k] for k in ARRAYS}
+    print(f"identical arrays: {same}", flush=True)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    if not a.keep and a.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    if not all(same.values()) or ours["rows"] != a3["rows"]:
+        print("MISMATCH between our arrays and the A^3 approach's", file=sys.stderr)
+        raise SystemExit(1)
+    speedup = a3["seconds"] / ours["seconds"]
+    memory_ratio = ours["peak_rss_mb"] / a3["peak_rss_mb"]
+    print(f"speedup={speedup:.2f} memory_ratio={memory_ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Checkpoint + registry in one call, and rebuilding any actscan model from its checkpoint.
+
+``save_model`` writes ``<stem>.pt`` (state_dict) and ``<stem>.json`` (model class and kwargs,
+data, parameters, metrics) through :mod:`storage.checkpoints` and records the model in the
+registry (:mod:`storage.registry`); ``load_model`` rebuilds the model from the JSON and loads
+the weights with ``weights_only=True`` (no pickled code runs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from storage.checkpoints import load_state_dict, read_checkpoint_config, save_checkpoint
+from storage.registry import register_model
+from tasks.models.classifier import SmallCNN
+from tasks.models.conv_autoencoder import ConvAutoencoder
+from tasks.models.dense import VAE, DenseAutoencoder
+
+MODEL_CLASSES: dict[str, type[nn.Module]] = {
+    "ConvAutoencoder": ConvAutoencoder, "SmallCNN": SmallCNN,
+    "DenseAutoencoder": DenseAutoencoder, "VAE": VAE,
+}
+
+
+def build_model(conf: dict[str, Any]) -> nn.Module:
+    """A fresh model from ``{"class": name, "kwargs": {...}}`` (a model's ``config()``)."""
+    cls = conf.get("class")
+    if cls not in MODEL_CLASSES:
+        raise ValueError(f"unknown model class {cls!r}; known: {sorted(MODEL_CLASSES)}")
+    return MODEL_CLASSES[cls](**conf.get("kwargs", {}))
+
+
+def save_model(model: nn.Module, stem: str, *, name: str, run_id: str,
+               data: dict[str, Any], params: dict[str, Any], metrics: dict[str, Any],
+               data_root: str | None = None, register: bool = True) -> dict[str, Any]:
+    """Checkpoint ``model`` at ``stem`` with its config, data, params and metrics; register it.
+
+    The model must define ``config()``. Returns the checkpoint's JSON record.
+    """
+    if not hasattr(model, "config"):
+        raise TypeError(f"model {type(model).__name__} has no config(); cannot be rebuilt")
+    record = save_checkpoint(model, stem, {"model": model.config(), "data": data,
+                                           "params": params, "metrics": metrics, "name": name,
+                                           "run_id": run_id})
+    if register:
+        register_model(data_root, name=name, run_id=run_id, checkpoint=stem, record=record)
+    return record
+
+
+def load_model(stem: str, device: torch.device | str | None = None) -> nn.Module:
+    """Rebuild the checkpointed model at ``stem`` and load its weights (weights_only, sha256
+    checked); returned in eval mode on ``device`` (default CPU)."""
+    conf = read_checkpoint_config(stem)
+    try:
+        model = build_model(conf["model"])
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"checkpoint {stem}.json: {exc}") from exc
+    model.load_state_dict(load_state_dict(stem))
+    return model.to(device or torch.device("cpu")).eval()
