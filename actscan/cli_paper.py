@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of every random choice."),
         ae_epochs: int = typer.Option(100, "--ae-epochs", help="Autoencoder epochs (paper: 100)."),
         clf_epochs: int = typer.Option(10, "--clf-epochs", help="Classifier epochs."),
+        clf_schedule: str = typer.Option("constant", "--clf-schedule", help="Classifier learning rate: constant or cosine (decayed to 0)."),
         patience: int | None = typer.Option(None, "--patience", help="Early stopping on the validation split (trains on the train split only)."),
         attacks: str = typer.Option("fgsm,bim,deepfool", "--attacks", help="Comma-separated: fgsm, bim, deepfool."),
         fgsm_eps: float = typer.Option(0.01, "--fgsm-eps", help="FGSM L-inf epsilon in [0, 1] pixels."),
@@ -56,7 +57,7 @@ def register(app: typer.Typer) -> None:
         try:
             cfg = PaperConfig(
                 dataset=dataset, source=source, run_id=run_id, data_root=data_root, seed=seed,
-                ae_epochs=ae_epochs, clf_epochs=clf_epochs, patience=patience, attacks=attacks,
+                ae_epochs=ae_epochs, clf_epochs=clf_epochs, clf_schedule=clf_schedule, patience=patience, attacks=attacks,
                 fgsm_eps=fgsm_eps, bim_eps=bim_eps, bim_eps_step=bim_eps_step,
                 bim_max_iter=bim_max_iter, deepfool_epsilon=deepfool_epsilon,
                 deepfool_max_iter=deepfool_max_iter, n_test=n_test, deepfool_limit=deepfool_limit,

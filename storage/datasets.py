@@ -160,6 +160,7 @@ class DatasetWriter:
         self._pending: dict[str, list[np.ndarray]] = {k: [] for k in specs}
         self._pending_rows = 0
         self._written = 0
+        self._capacity = 0
         self._closed = False
 
     def create_array(self, name: str, *, shape: tuple[int, ...], dtype: str, fast: bool = False) -> zarr.Array:
@@ -227,18 +228,25 @@ class DatasetWriter:
             self._flush(final=False)
 
     def flush(self) -> None:
-        """Write every buffered row (the last chunk may be partial)."""
+        """Write every buffered row (the last chunk may be partial); arrays get their exact length."""
         self._flush(final=True)
+        if self._capacity != self._written:
+            for k in self._pending:
+                self.group[k].resize((self._written, *self._specs[k][0]))
+            self._capacity = self._written
 
     def _flush(self, final: bool) -> None:
         n_take = self._pending_rows if final else (self._pending_rows // self.chunk_rows) * self.chunk_rows
         if n_take == 0:
             return
         start, stop = self._written, self._written + n_take
+        if stop > self._capacity:  # grow geometrically: a resize rewrites metadata, costly
+            self._capacity = max(stop, 2 * self._capacity, 8 * self.chunk_rows)
+            for k in self._pending:
+                self.group[k].resize((self._capacity, *self._specs[k][0]))
         for k, parts in self._pending.items():
             data = parts[0] if len(parts) == 1 else np.concatenate(parts)
             arr = self.group[k]
-            arr.resize((stop, *self._specs[k][0]))
             arr[start:stop] = data[:n_take]
             rest = data[n_take:]
             self._pending[k] = [rest] if len(rest) else []
@@ -250,7 +258,7 @@ class DatasetWriter:
         """Flush, write ``attrs`` + ``complete: true``, move into place; return the URL."""
         if self._closed:
             raise DatasetStoreError("writer already closed")
-        self._flush(final=True)
+        self.flush()
         scratch = [k for k in self.group.array_keys() if k.startswith("_")]
         if scratch:
             raise DatasetStoreError(f"scratch arrays {scratch} not deleted before commit")

@@ -91,6 +91,15 @@ def layer_widths(model: nn.Module, record_shape: tuple[int, ...], layers: Sequen
     return {k: int(v.shape[1]) for k, v in probe.items()}
 
 
+@torch.no_grad()
+def _forward(model: nn.Module, xb: torch.Tensor, layers: Sequence[str] | None,
+             recon_error: bool) -> dict[str, torch.Tensor]:
+    acts, out = capture(model, xb, layers)
+    if recon_error:
+        acts[RECON_ERROR] = _recon_error(xb, out)
+    return acts
+
+
 def _sha_state(model: nn.Module) -> str:
     h = hashlib.sha256()
     for k, v in model.state_dict().items():
@@ -241,16 +250,20 @@ def extract_to_zarr(
             if xc.shape[1:] != record_shape:
                 raise ValueError(f"x: rows {start}:{stop} have shape {xc.shape[1:]}, "
                                  f"expected {record_shape}")
-            blocks = {name: np.empty((stop - start, j), dtype=dtype) for name, j in widths.items()}
-            for b in range(0, stop - start, batch_size):
-                e = min(b + batch_size, stop - start)
-                xb = torch.from_numpy(xc[b:e]).to(device)
-                with torch.no_grad():
-                    acts, out = capture(model, xb, layers)
-                    if recon_error:
-                        acts[RECON_ERROR] = _recon_error(xb, out)
-                for name in widths:
-                    blocks[name][b:e] = acts[name].cpu().numpy()
+            if stop - start <= batch_size:
+                # One batch per chunk: the captured tensors are the blocks (no copy in float32).
+                acts = _forward(model, torch.from_numpy(xc).to(device), layers, recon_error)
+                blocks = {name: np.ascontiguousarray(acts[name].cpu().numpy(), dtype=dtype)
+                          for name in widths}
+            else:
+                blocks = {name: np.empty((stop - start, j), dtype=dtype)
+                          for name, j in widths.items()}
+                for b in range(0, stop - start, batch_size):
+                    e = min(b + batch_size, stop - start)
+                    acts = _forward(model, torch.from_numpy(xc[b:e]).to(device), layers,
+                                    recon_error)
+                    for name in widths:
+                        blocks[name][b:e] = acts[name].cpu().numpy()
             blocks["index"] = idx[start:stop]
             compute_seconds += time.perf_counter() - t0
             while True:  # hand over, but notice a dead writer instead of blocking forever

@@ -80,6 +80,7 @@ class PaperConfig:
     clf_epochs: int = 10
     clf_batch_size: int = 128
     clf_lr: float = 1e-3
+    clf_schedule: str = "constant"  # or cosine (learning rate decayed to 0 over the epochs)
     patience: int | None = None
     attacks: str = "fgsm,bim,deepfool"
     fgsm_eps: float = 0.01
@@ -127,6 +128,8 @@ class PaperConfig:
         if bad or not self.attack_list:
             raise ValueError(f"attacks must name {', '.join(ATTACKS)}, got {self.attacks!r}")
         self.poison_fractions  # noqa: B018 - validates
+        if self.clf_schedule not in ("constant", "cosine"):
+            raise ValueError(f"clf_schedule must be constant or cosine, got {self.clf_schedule!r}")
         if self.extract_dtype not in ("float32", "float16"):
             raise ValueError(f"extract_dtype must be float32 or float16, got {self.extract_dtype!r}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -180,7 +183,8 @@ class PaperConfig:
 
 
 _DATA_FIELDS = ("dataset", "source", "dataset_version", "seed")
-_CLF_FIELDS = (*_DATA_FIELDS, "clf_epochs", "clf_batch_size", "clf_lr", "patience")
+_CLF_FIELDS = (*_DATA_FIELDS, "clf_epochs", "clf_batch_size", "clf_lr", "clf_schedule",
+               "patience")
 _AE_FIELDS = (*_DATA_FIELDS, "ae_epochs", "ae_batch_size", "ae_lr", "patience")
 _ATTACK_FIELDS = (*_CLF_FIELDS, "attacks", "fgsm_eps", "bim_eps", "bim_eps_step", "bim_max_iter",
                   "deepfool_epsilon", "deepfool_max_iter", "n_test", "deepfool_limit")
@@ -307,14 +311,14 @@ def train_classifier_stage(cfg: PaperConfig) -> dict[str, Any]:
     out = train_classifier(clf, x_tr, y_tr, x_va, y_va, epochs=cfg.clf_epochs,
                            batch_size=cfg.clf_batch_size, lr=cfg.clf_lr, seed=cfg.seed,
                            patience=cfg.patience, on_epoch=_epoch_logger("classifier"),
-                           progress=cfg.progress)
+                           progress=cfg.progress, lr_schedule=cfg.clf_schedule)
     secs = time.perf_counter() - t0
     acc = accuracy(clf, x_te, y_te)
     metrics = {"test_accuracy": acc, "train_accuracy": out["train_accuracy"],
                "val_accuracy": out["val_accuracy"], "epochs_run": out["epochs_run"],
                "seconds": round(secs, 2)}
     params = {"epochs": cfg.clf_epochs, "batch_size": cfg.clf_batch_size, "lr": cfg.clf_lr,
-              "optimizer": "Adam", "loss": "cross_entropy", "seed": cfg.seed,
+              "lr_schedule": cfg.clf_schedule, "optimizer": "Adam", "loss": "cross_entropy", "seed": cfg.seed,
               "patience": cfg.patience, "threads": cfg.threads}
     save_model(clf, cat.model("classifier"), name="classifier", run_id=cfg.run_id,
                data=_data_info(cfg, rows), params=params, metrics=metrics, data_root=cat.data_root)
@@ -489,6 +493,7 @@ def extract(cfg: PaperConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for ae_name in autoencoder_names(cfg):
         ae = load_model(cat.model(ae_name), device)
+        root.require_group(ae_name)  # an explicit group, so readers can list its record sets
         sets = ["test", *(cfg.attack_list if ae_name == "autoencoder"
                           else [a for a in cfg.attack_list if a == "bim"])]
         for set_name in sets:

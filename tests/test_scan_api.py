@@ -193,6 +193,11 @@ def test_register_custom_score(data):
     assert sc.backend_ == "numpy"
     s = sc.score_samples(X)
     assert s.max() <= 2.0 and s.shape == (30,)
+    forced = SubsetScanner(score="capped_ks_test", backend="numba").fit(bg)  # numpy fallback
+    np.testing.assert_array_equal(forced.score_samples(X), s)
+    np.testing.assert_array_equal(
+        forced.scan_group(X, restarts=2).nodes, sc.scan_group(X, restarts=2).nodes
+    )
     with pytest.raises(ValueError, match="already registered"):
         register_score(ScoreFunction("ks", capped_ks))
 

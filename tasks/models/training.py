@@ -155,13 +155,15 @@ def fit(
     on_epoch: EpochCallback | None = None,
     progress: bool | None = None,
     desc: str = "train",
+    lr_schedule: str = "constant",
 ) -> dict[str, Any]:
     """The general seeded training loop.
 
     ``loss_fn(model, xb, yb)`` returns the mean loss of a batch (``yb`` is None without labels);
     ``validate(model)`` returns validation metrics after each epoch. With ``patience`` the loop
     stops once ``monitor`` (a key of those metrics) has not improved (``mode`` min or max) for
-    that many epochs, and restores the best weights. Returns ``{"history": [per-epoch dicts],
+    that many epochs, and restores the best weights. ``lr_schedule``: ``constant`` or
+    ``cosine`` (per batch, from the optimizer's learning rate down to 0 at the last epoch). Returns ``{"history": [per-epoch dicts],
     "epochs_run", "stopped_early", "best_epoch", "best": best monitored value or None}``.
     """
     if epochs < 1:
@@ -173,6 +175,8 @@ def fit(
                          f"got patience={patience}, validation={'yes' if validate else 'no'}")
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be min or max, got {mode!r}")
+    if lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be constant or cosine, got {lr_schedule!r}")
     gen = seed_everything(seed)
     device = _device_of(model)
     xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
@@ -181,6 +185,10 @@ def fit(
     sign = 1.0 if mode == "min" else -1.0
     best, best_state, best_epoch, stale, stopped = math.inf, None, 0, 0, False
     show = progress is not False and progress is not None
+    scheduler = None
+    if lr_schedule == "cosine":
+        steps = epochs * -(-len(xt) // batch_size)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     for epoch in range(1, epochs + 1):
         model.train()
         running, seen = 0.0, 0
@@ -193,6 +201,8 @@ def fit(
             loss = loss_fn(model, xb, yb)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             running += loss.item() * len(idx)
             seen += len(idx)
             if show:
@@ -286,10 +296,12 @@ def train_classifier(
     monitor: str = "val_loss",
     on_epoch: EpochCallback | None = None,
     progress: bool | None = None,
+    lr_schedule: str = "constant",
 ) -> dict[str, Any]:
     """Train with cross-entropy and Adam. Images (N, 1, H, W), integer labels (N,).
 
-    ``patience``: early stopping on ``monitor`` (``val_loss`` or ``val_accuracy``).
+    ``patience``: early stopping on ``monitor`` (``val_loss`` or ``val_accuracy``);
+    ``lr_schedule``: ``constant`` or ``cosine`` decay to 0 over the epochs.
     Returns ``{"history", "train_accuracy", "val_accuracy", "epochs_run", "stopped_early", ...}``.
     """
     _check_records("x_train", x_train, images=True)
@@ -328,7 +340,7 @@ def train_classifier(
               batch_size=batch_size, seed=seed, validate=validate_with_acc,
               patience=patience if validate is not None else _no_val_patience(patience),
               monitor=monitor, mode="min" if monitor == "val_loss" else "max",
-              on_epoch=on_epoch, progress=progress, desc="classifier")
+              on_epoch=on_epoch, progress=progress, desc="classifier", lr_schedule=lr_schedule)
     last = out["history"][-1]
     return {**out, "train_accuracy": last["train_accuracy"],
             "val_accuracy": accuracy(model, x_val, y_val) if validate is not None else None}

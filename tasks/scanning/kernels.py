@@ -266,14 +266,21 @@ def _score_rows(buf, B, J, D, cmax, kid, L, hist, i0, scores, kstar, sizes):
         bestc = 0
         bestn = 0
         if kid == 0:
+            # F(c) = #{p <= c / D} in place, then score each of the record's own p-values:
+            # F(c) * log(1 / alpha) (ties: the smallest c, as the reference); L[0] = 0.
             for c in range(1, cmax + 1):
                 cum += hist[c]
-                hist[c] = 0
-                s = cum * L[c]
-                if s > best:
+                hist[c] = cum
+            for j in range(J):
+                c = row[j]
+                f = hist[c]
+                s = f * L[c]
+                if s > best or (s == best and c < bestc):
                     best = s
                     bestc = c
-                    bestn = cum
+                    bestn = f
+            for c in range(cmax + 1):
+                hist[c] = 0
         else:
             for c in range(1, cmax + 1):
                 h = hist[c]
@@ -746,26 +753,31 @@ def fgss_numba(
     rbits = np.zeros((N, W), dtype=np.uint64)
     cbits = np.zeros((J, W), dtype=np.uint64)
     _bitsets(C, CT, int(D), rbits, cbits)
-    _fgss_kernel(
-        C,
-        CT,
-        rbits,
-        cbits,
-        seeds,
-        int(D),
-        count_threshold(alpha_max, D),
-        count_threshold(alpha_max, D, strict=True),
-        float(alpha_max),
-        grid == "exact",
-        int(score.kernel_id),
-        int(max_iter),
-        scores,
-        alphas,
-        steps,
-        rec_masks,
-        node_masks,
-        binmaps,
-    )
+    # restarts differ in cost (restart 0 starts from all nodes): hand them out one by one
+    old_chunk = nb.set_parallel_chunksize(1)
+    try:
+        _fgss_kernel(
+            C,
+            CT,
+            rbits,
+            cbits,
+            seeds,
+            int(D),
+            count_threshold(alpha_max, D),
+            count_threshold(alpha_max, D, strict=True),
+            float(alpha_max),
+            grid == "exact",
+            int(score.kernel_id),
+            int(max_iter),
+            scores,
+            alphas,
+            steps,
+            rec_masks,
+            node_masks,
+            binmaps,
+        )
+    finally:
+        nb.set_parallel_chunksize(old_chunk)
     r = 0
     for i in range(1, R):  # first best restart, as ART (strict >)
         if scores[i] > scores[r]:

@@ -229,7 +229,8 @@ class SubsetScanner:
         D = int(self.n_background_[cls]) + 1
         cm = int(self.c_max_[cls])
         be = self.backend_
-        if be == "numba" and self.score_fn_.monotone:
+        compiled = self.score_fn_.kernel_id is not None and self.score_fn_.monotone
+        if be == "numba" and compiled:
             from . import kernels
 
             return kernels.scan_numba(
@@ -243,7 +244,7 @@ class SubsetScanner:
                 self._indexes(cls, dt),
                 int(self.block_values),
             )
-        if be == "torch" and self.score_fn_.monotone:
+        if be == "torch" and compiled:
             from . import torch_kernels
 
             return torch_kernels.scan_torch(
