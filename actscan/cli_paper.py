@@ -42,6 +42,7 @@ def register(app: typer.Typer) -> None:
         deepfool_max_iter: int = typer.Option(100, "--deepfool-max-iter", help="DeepFool iterations."),
         n_test: int | None = typer.Option(None, "--n-test", help="Attack a seeded sample of this many test images (default all 10,000)."),
         deepfool_limit: int | None = typer.Option(None, "--deepfool-limit", help="DeepFool on at most this many (about 19 s per 200 images)."),
+        bim_limit: int | None = typer.Option(None, "--bim-limit", help="BIM on at most this many (100 iterations each; a seeded sample nested with DeepFool's)."),
         poison: str = typer.Option("auto", "--poison", help="BIM-noised training fractions, e.g. 0.01,0.09; auto = those for fashion-mnist, none for mnist."),
         chunk_rows: int = typer.Option(1000, "--chunk-rows", help="Records per Zarr chunk."),
         extract_dtype: str = typer.Option("float32", "--extract-dtype", help="float32 or float16 activations."),
@@ -61,6 +62,7 @@ def register(app: typer.Typer) -> None:
                 fgsm_eps=fgsm_eps, bim_eps=bim_eps, bim_eps_step=bim_eps_step,
                 bim_max_iter=bim_max_iter, deepfool_epsilon=deepfool_epsilon,
                 deepfool_max_iter=deepfool_max_iter, n_test=n_test, deepfool_limit=deepfool_limit,
+                bim_limit=bim_limit,
                 poison=poison, chunk_rows=chunk_rows, extract_dtype=extract_dtype, threads=threads,
                 device=device, stages=stages, force=force, progress=progress)
         except ValueError as exc:

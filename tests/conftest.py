@@ -27,7 +27,16 @@ def prefect_api():
     """A real Prefect API (temporary SQLite-backed server) for the whole session."""
     from prefect.testing.utilities import prefect_test_harness
 
+    from prefect import flow
+
+    @flow(name="warm-up")
+    def warm_up() -> int:
+        return 1
+
     with prefect_test_harness(server_startup_timeout=120):
+        # Prefect's console log handler binds to the sys.stderr it first sees. Run one flow now,
+        # so it binds to pytest's stream and not to a CliRunner stream closed after one invoke.
+        assert warm_up() == 1
         yield
 
 

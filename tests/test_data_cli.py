@@ -23,19 +23,27 @@ def _app() -> typer.Typer:
     return app
 
 
-def test_cli_ingest(tmp_path):
+def _summary(stdout: str) -> dict:
+    """The JSON summary the command prints last (Prefect logs may come before it)."""
+    assert '{\n  "dataset"' in stdout, repr(stdout[-3000:])
+    return json.loads(stdout[stdout.rindex('{\n  "dataset"'):])
+
+
+def test_cli_ingest(tmp_path, prefect_api):
     write_nsl_kdd(tmp_path / "src", 100, 40)
     runner = CliRunner()
     args = ["ingest", "nsl-kdd", "--source", str(tmp_path / "src"), "--data-root", str(tmp_path / "root")]
     r = runner.invoke(_app(), args)
     assert r.exit_code == 0, r.output
-    out = json.loads(r.stdout[r.stdout.index("{"):])
+    assert r.stdout, (r.output, getattr(r, "stderr", None), r.exception)
+    out = _summary(r.stdout)
     assert out["rows"] == 140 and out["skipped"] is False
     r2 = runner.invoke(_app(), args)
-    assert json.loads(r2.stdout[r2.stdout.index("{"):])["skipped"] is True
+    assert r2.exit_code == 0, (r2.output, r2.exception)
+    assert _summary(r2.stdout)["skipped"] is True
 
 
-def test_cli_errors(tmp_path):
+def test_cli_errors(tmp_path, prefect_api):
     runner = CliRunner()
     r = runner.invoke(_app(), ["ingest", "nsl-kdd", "--source", str(tmp_path / "nowhere"),
                                "--data-root", str(tmp_path)])

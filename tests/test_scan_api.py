@@ -82,6 +82,7 @@ def test_ties_matter():
         ({"tail": "left"}, "tail"),
         ({"score": "nope"}, "score"),
         ({"backend": "gpu"}, "backend"),
+        ({"n_threads": 0}, "n_threads"),
     ],
 )
 def test_param_validation(data, kwargs, match):
@@ -208,3 +209,15 @@ def test_torch_tensors_accepted(data):
     bg, X = data
     sc = SubsetScanner().fit(torch.from_numpy(bg))
     np.testing.assert_array_equal(sc.score_samples(torch.from_numpy(X)), sc.score_samples(X))
+
+
+def test_thread_count_does_not_change_results(data):
+    from tasks.scanning import kernels
+
+    bg, X = data
+    one = SubsetScanner(n_threads=1).fit(bg)
+    two = SubsetScanner(n_threads=2).fit(bg)
+    np.testing.assert_array_equal(one.score_samples(X), two.score_samples(X))
+    a, b = one.scan_group(X, restarts=4), two.scan_group(X, restarts=4)
+    assert a.score == b.score and np.array_equal(a.nodes, b.nodes)
+    assert kernels.pick_threads(1) == 1 and kernels.pick_threads() >= 1

@@ -90,6 +90,8 @@ class SubsetScanner:
         device: torch device for ``backend="torch"`` (default: CUDA when available).
         block_values: the compiled kernels process records in blocks of about this many values
             (records x nodes), which bounds their temporary memory (~8 bytes a value).
+        n_threads: threads of the compiled kernels; None = numba's thread count, or 1 while the
+            machine is oversubscribed by other work (see ``kernels.pick_threads``).
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class SubsetScanner:
         backend: str = "auto",
         device: str | None = None,
         block_values: int = 1 << 23,
+        n_threads: int | None = None,
     ) -> None:
         self.score = score
         self.alpha_max = alpha_max
@@ -107,6 +110,7 @@ class SubsetScanner:
         self.backend = backend
         self.device = device
         self.block_values = block_values
+        self.n_threads = n_threads
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:
@@ -121,6 +125,8 @@ class SubsetScanner:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if int(self.block_values) < 1:
             raise ValueError(f"block_values must be >= 1, got {self.block_values!r}")
+        if self.n_threads is not None and int(self.n_threads) < 1:
+            raise ValueError(f"n_threads must be >= 1 or None, got {self.n_threads!r}")
         self.score_fn_ = get_score(self.score)
 
     @staticmethod
@@ -233,17 +239,18 @@ class SubsetScanner:
         if be == "numba" and compiled:
             from . import kernels
 
-            return kernels.scan_numba(
-                cols,
-                X,
-                self.tail,
-                D,
-                cm,
-                self.score_fn_,
-                self._bj_table(cls),
-                self._indexes(cls, dt),
-                int(self.block_values),
-            )
+            with kernels.using_threads(self.n_threads):
+                return kernels.scan_numba(
+                    cols,
+                    X,
+                    self.tail,
+                    D,
+                    cm,
+                    self.score_fn_,
+                    self._bj_table(cls),
+                    self._indexes(cls, dt),
+                    int(self.block_values),
+                )
         if be == "torch" and compiled:
             from . import torch_kernels
 
@@ -425,17 +432,18 @@ class SubsetScanner:
         if self.backend_ in ("numba", "torch") and self.score_fn_.kernel_id is not None:
             from . import kernels
 
-            C = self._counts_fast(X, cls, int(self.c_max_[cls]))
-            res = kernels.fgss_numba(
-                C,
-                D,
-                float(self.alpha_max),
-                self.score_fn_,
-                int(restarts),
-                seed,
-                int(max_iter),
-                grid,
-            )
+            with kernels.using_threads(self.n_threads):
+                C = self._counts_fast(X, cls, int(self.c_max_[cls]))
+                res = kernels.fgss_numba(
+                    C,
+                    D,
+                    float(self.alpha_max),
+                    self.score_fn_,
+                    int(restarts),
+                    seed,
+                    int(max_iter),
+                    grid,
+                )
         else:
             C = self._counts_ref(X, cls)
             res = _fgss.fgss_counts(

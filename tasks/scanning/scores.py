@@ -35,11 +35,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 ScoreFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
-def _as3(n_alpha, n, alpha) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _as3(
+    n_alpha: npt.ArrayLike, n: npt.ArrayLike, alpha: npt.ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     a, b, c = np.broadcast_arrays(
         np.asarray(n_alpha, dtype=np.float64),
         np.asarray(n, dtype=np.float64),
@@ -48,7 +51,7 @@ def _as3(n_alpha, n, alpha) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return a, b, c
 
 
-def berk_jones(n_alpha, n, alpha) -> np.ndarray:
+def berk_jones(n_alpha: npt.ArrayLike, n: npt.ArrayLike, alpha: npt.ArrayLike) -> np.ndarray:
     """Berk-Jones: ``N * KL(N_alpha / N, alpha)``; ``N log(1/alpha)`` when ``N_alpha == N``."""
     na, nn, al = _as3(n_alpha, n, alpha)
     score = np.zeros(na.shape)
@@ -63,7 +66,7 @@ def berk_jones(n_alpha, n, alpha) -> np.ndarray:
     return score
 
 
-def higher_criticism(n_alpha, n, alpha) -> np.ndarray:
+def higher_criticism(n_alpha: npt.ArrayLike, n: npt.ArrayLike, alpha: npt.ArrayLike) -> np.ndarray:
     """Higher Criticism: ``(N_alpha - N alpha) / sqrt(N alpha (1 - alpha))`` when positive."""
     na, nn, al = _as3(n_alpha, n, alpha)
     score = np.zeros(na.shape)
@@ -73,7 +76,9 @@ def higher_criticism(n_alpha, n, alpha) -> np.ndarray:
     return score
 
 
-def kolmogorov_smirnov(n_alpha, n, alpha) -> np.ndarray:
+def kolmogorov_smirnov(
+    n_alpha: npt.ArrayLike, n: npt.ArrayLike, alpha: npt.ArrayLike
+) -> np.ndarray:
     """Kolmogorov-Smirnov: ``(N_alpha - N alpha) / sqrt(N)`` when positive."""
     na, nn, al = _as3(n_alpha, n, alpha)
     score = np.zeros(na.shape)
@@ -93,7 +98,9 @@ class ScoreFunction:
     kernel_id: int | None = None
     aliases: tuple[str, ...] = ()
 
-    def __call__(self, n_alpha, n, alpha) -> np.ndarray:
+    def __call__(
+        self, n_alpha: npt.ArrayLike, n: npt.ArrayLike, alpha: npt.ArrayLike
+    ) -> np.ndarray:
         return self.numpy(n_alpha, n, alpha)
 
 
