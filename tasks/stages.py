@@ -270,19 +270,21 @@ def scan_layer(activations_url: str, layer: str, sets: list[str], score: str,
                alpha_max: float, tail: str) -> pd.DataFrame:
     """Fit the subset scanner on the background's activations of ``layer`` and scan every set.
 
-    Runs on a Dask worker: arguments are URLs and scalars, the result one row per record.
+    Runs on a Dask worker: arguments are URLs and scalars, the result one row per record. The
+    background is held in memory (sorted once); each record set streams from Zarr in row chunks.
     """
     from tasks.scanning import SubsetScanner
+    from tasks.scanning.streaming import scan_stream
 
     root = open_group(activations_url, mode="r")
     background = np.asarray(root["background"][layer][:])
     scanner = SubsetScanner(score=score, alpha_max=alpha_max, tail=tail).fit(background)
     frames = []
     for name in sets:
-        acts = np.asarray(root[name][layer][:])
-        res = scanner.scan(acts)
+        acts = root[name][layer]
+        res = scan_stream(scanner, acts)
         frames.append(pd.DataFrame({
-            "layer": layer, "record_set": name, "record": np.arange(len(acts), dtype=np.int64),
+            "layer": layer, "record_set": name, "record": np.arange(acts.shape[0], dtype=np.int64),
             "dataset_index": np.asarray(root[name]["index"][:]), "score": res.scores,
             "alpha": res.alphas, "subset_size": res.sizes, "n_nodes": acts.shape[1]}))
     return pd.concat(frames, ignore_index=True)

@@ -25,9 +25,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 @pytest.fixture(scope="session")
 def prefect_api():
     """A real Prefect API (temporary SQLite-backed server) for the whole session."""
-    from prefect.testing.utilities import prefect_test_harness
-
     from prefect import flow
+    from prefect.testing.utilities import prefect_test_harness
 
     @flow(name="warm-up")
     def warm_up() -> int:
