@@ -88,9 +88,10 @@ def print_paper_summary(out: dict) -> None:
     for col in ("stage", "item", "metric", "value", "seconds"):
         table.add_column(col)
     for r in summ["table"]:
-        v = r.get("value")
+        v, sec = r.get("value"), r.get("seconds")
         table.add_row(r["stage"], str(r["item"]), str(r["metric"]),
-                      "" if v is None else f"{v:.4f}", "" if r.get("seconds") is None else f"{r['seconds']:.1f}")
+                      "" if v is None or v != v else (f"{v:.4f}" if abs(v) < 10 else f"{v:.0f}"),
+                      "" if sec is None or sec != sec else f"{sec:.1f}")
     console.print(table)
     wall = {k: v.get("wall_seconds") for k, v in out.items() if isinstance(v, dict) and "wall_seconds" in v}
     console.print(f"wall seconds per stage: {wall}")

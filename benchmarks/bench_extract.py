@@ -11,11 +11,14 @@ Three phases, each in its own subprocess (peak RSS from ``resource.getrusage``):
   with the same codec, dtype and chunks (only the writes are timed);
 * ``extract`` - :func:`tasks.extract.extract_to_zarr` (hooks, copies, a writer thread).
 
-The bar: extraction <= 1.25 x the larger floor, peak RSS < 1.5 GB. The last line printed is
-``overhead=<extract / max(forward, write)> peak_rss_mb=<largest peak of the three phases>``.
+The phases run in ``--rounds`` rounds of alternating order (forward, write, extract, then
+extract, write, forward ...), so that a drift of the shared machine's load during the run hits
+each phase alike; each phase's time is its mean over the rounds. The bar: extraction <= 1.25 x
+the larger floor, peak RSS < 1.5 GB. The last line printed is
+``overhead=<extract / max(forward, write)> peak_rss_mb=<largest peak of any phase>``.
 
     .venv/bin/python benchmarks/bench_extract.py [--n 60000] [--codec zstd:3:bitshuffle]
-        [--float16] [--chunk-rows 1000] [--batch-size 250] [--threads 1] [--out DIR]
+        [--float16] [--chunk-rows 1000] [--batch-size 250] [--threads 1] [--rounds 2] [--out DIR]
 """
 
 from __future__ import annotations
@@ -165,6 +168,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (every phase)")
     ap.add_argument("--out", default="/tmp/actscan-bench-extract", help="scratch directory")
     ap.add_argument("--keep", action="store_true", help="keep the written stores")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="rounds of the three phases, alternating order (default 2: ABC CBA)")
     ap.add_argument("--_phase", choices=("forward", "write", "extract"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     parse_codec(args.codec)
@@ -180,21 +185,26 @@ def main() -> None:
                    f"--threads={args.threads}", f"--out={args.out}"]
     passthrough += ["--float16"] if args.float16 else []
     passthrough += ["--keep"] if args.keep else []
-    results = {}
-    for name in ("forward", "write", "extract"):
-        proc = subprocess.run([sys.executable, __file__, f"--_phase={name}", *passthrough],
-                              capture_output=True, text=True, env={**os.environ,
-                                                                   "PYTHONWARNINGS": "ignore"})
-        if proc.returncode != 0:
-            sys.stderr.write(proc.stderr)
-            raise SystemExit(f"phase {name} failed")
-        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"{name:8s} {results[name]['seconds']:8.1f} s   peak RSS "
-              f"{results[name]['peak_rss_mb']:7.0f} MB", flush=True)
-    ex = results["extract"]
-    floor = max(results["forward"]["seconds"], results["write"]["seconds"])
-    overhead = ex["seconds"] / floor
-    peak = max(r["peak_rss_mb"] for r in results.values())
+    runs: dict[str, list[dict]] = {"forward": [], "write": [], "extract": []}
+    order = ["forward", "write", "extract"]
+    for r in range(args.rounds):  # ABC, CBA, ABC ...: a linear drift of the machine's load cancels
+        for name in order if r % 2 == 0 else order[::-1]:
+            proc = subprocess.run([sys.executable, __file__, f"--_phase={name}", *passthrough],
+                                  capture_output=True, text=True,
+                                  env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            if proc.returncode != 0:
+                sys.stderr.write(proc.stderr)
+                raise SystemExit(f"phase {name} failed")
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+            runs[name].append(res)
+            print(f"round {r + 1} {name:8s} {res['seconds']:8.1f} s   peak RSS "
+                  f"{res['peak_rss_mb']:7.0f} MB   (load average {os.getloadavg()[0]:.1f})",
+                  flush=True)
+    seconds = {k: sum(x["seconds"] for x in v) / len(v) for k, v in runs.items()}
+    ex = runs["extract"][-1]
+    floor = max(seconds["forward"], seconds["write"])
+    overhead = seconds["extract"] / floor
+    peak = max(x["peak_rss_mb"] for v in runs.values() for x in v)
     print(f"images {args.n} from {source}; {len(ex['widths'])} arrays, "
           f"{sum(ex['widths'].values())} values per image; chunk_rows {args.chunk_rows}, "
           f"batch {args.batch_size}, torch threads {args.threads}, codec {args.codec}, "
@@ -205,8 +215,8 @@ def main() -> None:
           f"{ex['raw_bytes_float32'] / ex['disk_bytes']:.2f}x)")
     print(f"extract inner timings: compute {ex['stats']['compute_seconds']:.1f} s, "
           f"writer busy {ex['stats']['write_seconds']:.1f} s (overlapped)")
-    print(f"overhead=extract {ex['seconds']:.1f} s / max(forward {results['forward']['seconds']:.1f} s, "
-          f"write {results['write']['seconds']:.1f} s)")
+    print(f"mean of {args.rounds} round(s): extract {seconds['extract']:.1f} s / max(forward "
+          f"{seconds['forward']:.1f} s, write {seconds['write']:.1f} s)")
     print(f"overhead={overhead:.3f} peak_rss_mb={peak:.0f}")
 
 

@@ -369,8 +369,15 @@ def train_autoencoder_stage(cfg: PaperConfig) -> dict[str, Any]:
     return _mark(cfg, "autoencoder", summary)
 
 
+def _attack_key(cfg: PaperConfig, name: str) -> str:
+    """Fingerprint of one attack's result: the classifier, the test sample, its parameters."""
+    own = {"fgsm": ("fgsm_eps",), "bim": ("bim_eps", "bim_eps_step", "bim_max_iter", "bim_limit"),
+           "deepfool": ("deepfool_epsilon", "deepfool_max_iter", "deepfool_limit")}[name]
+    return cfg.fingerprint((*_CLF_FIELDS, "n_test", *own))
+
+
 def _attack_cache(cfg: PaperConfig, name: str) -> str:
-    return paper_url(cfg, "attack-cache", f"{name}-{_fp(cfg, 'attack')}.zarr")
+    return paper_url(cfg, "attack-cache", f"{name}-{_attack_key(cfg, name)}.zarr")
 
 
 def _cached_attack(cfg: PaperConfig, name: str, clf: torch.nn.Module, x: np.ndarray,
@@ -568,14 +575,17 @@ def summary(cfg: PaperConfig, stages: dict[str, Any] | None = None) -> dict[str,
                          "value": float(sum(v["records"] for v in s.values() if isinstance(v, dict))),
                          "seconds": float(sum(v["seconds"] for v in s.values() if isinstance(v, dict)))})
         elif stage == "poison":
-            rows.append({"stage": stage, "item": "bim", "metric": "seconds", "value": None,
-                         "seconds": s.get("bim_seconds")})
+            if "bim_seconds" not in s:
+                continue  # no poisoned autoencoders in this setup
+            rows.append({"stage": stage, "item": "bim-noise", "metric": "n_noised",
+                         "value": float(s.get("n_noised_max", 0)), "seconds": s.get("bim_seconds")})
             for name, p in s.items():
                 if isinstance(p, dict):
                     rows.append({"stage": stage, "item": name, "metric": "test_loss",
                                  "value": p["test_loss"], "seconds": p["seconds"]})
         else:
-            metric = {"classifier": "test_accuracy", "autoencoder": "test_loss"}.get(stage)
+            metric = {"ingest": "n_rows", "classifier": "test_accuracy",
+                      "autoencoder": "test_loss"}.get(stage)
             rows.append({"stage": stage, "item": stage, "metric": metric or "",
                          "value": s.get(metric) if metric else None, "seconds": s.get("seconds")})
     df = pd.DataFrame(rows, columns=["stage", "item", "metric", "value", "seconds"])
