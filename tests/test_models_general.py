@@ -51,6 +51,7 @@ def test_dense_autoencoder_presets(preset, expected) -> None:
 def test_dense_autoencoder_trains_with_mse_adam_and_early_stopping() -> None:
     rng = np.random.default_rng(0)
     x = rng.random((256, 12), dtype=np.float32)
+    torch.manual_seed(0)
     ae = DenseAutoencoder(12, (8, 4, 8))
     before = autoencoder_loss(ae, x, loss="mse")
     out = train_autoencoder(ae, x[:200], x[200:], epochs=30, batch_size=32, lr=1e-2, loss="mse",
@@ -63,6 +64,7 @@ def test_dense_autoencoder_trains_with_mse_adam_and_early_stopping() -> None:
 
 
 def test_vae_shapes_anomalies_and_training() -> None:
+    torch.manual_seed(0)
     vae = VAE(20, hidden=(16, 8), latent=3)
     x = np.random.default_rng(1).random((128, 20), dtype=np.float32)
     rec, mu, logvar = vae(torch.from_numpy(x[:5]), return_stats=True)
@@ -134,6 +136,7 @@ def test_classifier_early_stopping_and_validation() -> None:
     rng = np.random.default_rng(0)
     x = rng.random((96, 1, 28, 28), dtype=np.float32)
     y = rng.integers(0, 10, 96)  # random labels: validation loss soon stops improving
+    torch.manual_seed(0)
     clf = SmallCNN(width=4)
     out = train_classifier(clf, x[:64], y[:64], x[64:], y[64:], epochs=12, batch_size=16, lr=1e-2,
                            patience=1, seed=0, progress=False)
