@@ -77,8 +77,8 @@ def print_results(cfg: PipelineConfig, out: dict[str, Any]) -> None:
         t = stages["train"]
         console.print(f"[bold]Models[/bold]: autoencoder test BCE {t['ae_test_loss']:.4f}, "
                       f"classifier test accuracy {t['clf_test_accuracy']:.4f}")
-    table = Table(title=f"AUROC of the individual subset scan ({cfg.score}, alpha_max "
-                        f"{cfg.alpha_max}, {cfg.tail} tail), clean vs noised")
+    table = Table(title="AUROC of the individual subset scan, clean vs noised", min_width=60,
+                  caption=f"{cfg.score}, alpha_max {cfg.alpha_max}, {cfg.tail}-tail p-values")
     table.add_column("layer")
     for a in cfg.attack_list:
         table.add_column(f"MNIST {a.upper()}", justify="right")

@@ -37,7 +37,7 @@ def dask_client(address: str | None = None, n_workers: int = 2,
     scratch = tempfile.mkdtemp(prefix="actscan-dask-")
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
                            processes=True, memory_limit=memory_limit, dashboard_address=None,
-                           local_directory=scratch)
+                           local_directory=scratch, silence_logs=logging.WARNING)
     client = Client(cluster)
     log.info("started a local Dask cluster: %d worker processes", n_workers)
     try:

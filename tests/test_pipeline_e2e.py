@@ -93,7 +93,7 @@ def test_second_run_skips_and_reproduces(run, prefect_api) -> None:
             args += [f"--{key.replace('_', '-')}", str(value)]
     result = CliRunner().invoke(app, args, terminal_width=200)
     assert result.exit_code == 0, result.output
-    assert "AUROC of the individual subset scan" in result.output
+    assert "AUROC of the individual subset scan" in " ".join(result.output.split())
     assert "conv2d_1" in result.output and "scores.parquet" in result.output
     a = RunCatalog.for_run("tiny", cfg.data_root)
     b = RunCatalog.for_run("tiny-again", cfg.data_root)
