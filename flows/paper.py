@@ -8,45 +8,19 @@ module imports Prefect: call :func:`actscan.settings.configure_prefect` first.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
-from prefect.logging import get_run_logger
 
 from tasks import paper_stages as ps
 from tasks.paper_stages import PaperConfig
-
-
-class _ToPrefect(logging.Handler):
-    """Forward the ``actscan`` logger's records to the current Prefect run logger."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            get_run_logger().log(record.levelno, record.getMessage())
-        except Exception:  # outside a run context: nothing to forward to
-            pass
+from tasks.units import with_prefect_logs
 
 
 def _stage(fn: Callable[[PaperConfig], dict[str, Any]], name: str):
-    def run(cfg: PaperConfig) -> dict[str, Any]:
-        logger = logging.getLogger("actscan")
-        handler = _ToPrefect()
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        t0 = time.perf_counter()
-        try:
-            out = fn(cfg)
-        finally:
-            logger.removeHandler(handler)
-        return {**out, "wall_seconds": round(time.perf_counter() - t0, 2)}
-
-    run.__name__ = fn.__name__
-    run.__doc__ = fn.__doc__
-    return task(run, name=f"paper-{name}", retries=0)
+    return task(with_prefect_logs(fn, timed=True), name=f"paper-{name}", retries=0)
 
 
 STAGE_TASKS = {

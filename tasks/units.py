@@ -7,12 +7,13 @@ Importing this module imports Prefect: call :func:`actscan.settings.configure_pr
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 from prefect import task
 from prefect.logging import get_run_logger
 
-from actscan.config import PipelineConfig
 from tasks import stages
 
 
@@ -26,15 +27,21 @@ class _ToPrefect(logging.Handler):
             pass
 
 
-def _with_prefect_logs(fn):
-    def run(cfg: PipelineConfig) -> dict[str, Any]:
+def with_prefect_logs(fn: Callable[[Any], dict[str, Any]],
+                      timed: bool = False) -> Callable[[Any], dict[str, Any]]:
+    """Wrap a stage ``fn(config) -> summary`` so the ``actscan`` logger reaches Prefect's logs
+    once; with ``timed`` the summary gains ``wall_seconds``."""
+
+    def run(cfg: Any) -> dict[str, Any]:
         logger = logging.getLogger("actscan")
         handler = _ToPrefect()
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         propagate, logger.propagate = logger.propagate, False  # Prefect's handler prints it once
+        t0 = time.perf_counter()
         try:
-            return fn(cfg)
+            out = fn(cfg)
+            return {**out, "wall_seconds": round(time.perf_counter() - t0, 2)} if timed else out
         finally:
             logger.removeHandler(handler)
             logger.propagate = propagate
@@ -43,9 +50,9 @@ def _with_prefect_logs(fn):
     return run
 
 
-ingest_task = task(_with_prefect_logs(stages.ingest), name="ingest-embedded-mnist")
-train_task = task(_with_prefect_logs(stages.train), name="train-models")
-attack_task = task(_with_prefect_logs(stages.attack), name="generate-attacks")
-extract_task = task(_with_prefect_logs(stages.extract), name="extract-activations")
-scan_task = task(_with_prefect_logs(stages.scan), name="subset-scan")
-results_task = task(_with_prefect_logs(stages.results), name="result-tables")
+ingest_task = task(with_prefect_logs(stages.ingest), name="ingest-embedded-mnist")
+train_task = task(with_prefect_logs(stages.train), name="train-models")
+attack_task = task(with_prefect_logs(stages.attack), name="generate-attacks")
+extract_task = task(with_prefect_logs(stages.extract), name="extract-activations")
+scan_task = task(with_prefect_logs(stages.scan), name="subset-scan")
+results_task = task(with_prefect_logs(stages.results), name="result-tables")
