@@ -91,11 +91,7 @@ class PipelineConfig:
         return [x.strip() for x in self.layers.split(",") if x.strip()]
 
     def attack_params(self, name: str) -> dict[str, Any]:
-        return {
-            "fgsm": {"eps": self.fgsm_eps},
-            "bim": {"eps": self.bim_eps, "eps_step": self.bim_eps_step, "max_iter": self.bim_max_iter},
-            "deepfool": {"epsilon": self.deepfool_epsilon, "max_iter": self.deepfool_max_iter},
-        }[name]
+        return attack_params(self, name)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -106,3 +102,12 @@ class PipelineConfig:
         if fields is not None:
             d = {k: d[k] for k in fields}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def attack_params(cfg: Any, name: str) -> dict[str, Any]:
+    """ART parameters of attack ``name`` from a config's ``fgsm_*``, ``bim_*``, ``deepfool_*`` fields."""
+    return {
+        "fgsm": {"eps": cfg.fgsm_eps},
+        "bim": {"eps": cfg.bim_eps, "eps_step": cfg.bim_eps_step, "max_iter": cfg.bim_max_iter},
+        "deepfool": {"epsilon": cfg.deepfool_epsilon, "max_iter": cfg.deepfool_max_iter},
+    }[name]

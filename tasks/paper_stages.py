@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from actscan.config import attack_params
 from storage.catalog import RunCatalog
 from storage.datasets import open_dataset
 from storage.paths import join
@@ -169,11 +170,7 @@ class PaperConfig:
         return fr
 
     def attack_params(self, name: str) -> dict[str, Any]:
-        return {
-            "fgsm": {"eps": self.fgsm_eps},
-            "bim": {"eps": self.bim_eps, "eps_step": self.bim_eps_step, "max_iter": self.bim_max_iter},
-            "deepfool": {"epsilon": self.deepfool_epsilon, "max_iter": self.deepfool_max_iter},
-        }[name]
+        return attack_params(self, name)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
