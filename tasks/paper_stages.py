@@ -38,7 +38,8 @@ import torch
 
 from actscan.config import attack_params
 from storage.catalog import RunCatalog
-from storage.datasets import open_dataset
+from storage.checkpoints import load_state_dict, read_checkpoint_config
+from storage.datasets import json_safe, open_dataset
 from storage.paths import join
 from storage.tables import write_table
 from storage.zarr_io import is_complete, mark_complete, open_group
@@ -330,9 +331,36 @@ def train_classifier_stage(cfg: PaperConfig) -> dict[str, Any]:
                                      "seconds": round(secs, 2)})
 
 
+def _reusable_model(stem: str, data: dict[str, Any], params: dict[str, Any]) -> dict[str, Any] | None:
+    """Metrics of the checkpoint at ``stem`` if it was trained on ``data`` with ``params``
+    (thread count aside) and its weights match their sha256; else None."""
+    try:
+        conf = read_checkpoint_config(stem)
+        load_state_dict(stem, verify=True)
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+
+    def key(d: Any, drop: tuple[str, ...] = ()) -> str:
+        return json.dumps({k: v for k, v in json_safe(d).items() if k not in drop}, sort_keys=True)
+
+    if key(conf.get("data", {})) != key(data) or \
+            key(conf.get("params", {}), ("threads",)) != key(params, ("threads",)):
+        return None
+    m = conf.get("metrics", {})
+    return {"test_loss": m.get("test_loss"), "epochs_run": m.get("epochs_run"),
+            "seconds": m.get("seconds"), "reused": True}
+
+
 def _train_ae(cfg: PaperConfig, name: str, x_tr: np.ndarray, x_va: np.ndarray | None,
               data: dict[str, Any]) -> dict[str, Any]:
     cat, device = catalog(cfg), _device(cfg)
+    params = {"epochs": cfg.ae_epochs, "batch_size": cfg.ae_batch_size, "lr": cfg.ae_lr,
+              "optimizer": "Adadelta", "loss": "binary_cross_entropy", "seed": cfg.seed,
+              "patience": cfg.patience, "threads": cfg.threads}
+    if not cfg.force and (kept := _reusable_model(cat.model(name), data, params)) is not None:
+        log.info("%s: reusing the checkpoint trained on the same data with the same parameters "
+                 "(test BCE %.4f)", name, kept["test_loss"])
+        return kept
     x_te, _ = _dataset(cfg).load("test")
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
@@ -344,9 +372,6 @@ def _train_ae(cfg: PaperConfig, name: str, x_tr: np.ndarray, x_va: np.ndarray | 
     test_loss = autoencoder_loss(ae, x_te)
     metrics = {"test_loss": test_loss, "train_loss": out["train_loss"], "val_loss": out["val_loss"],
                "epochs_run": out["epochs_run"], "seconds": round(secs, 2)}
-    params = {"epochs": cfg.ae_epochs, "batch_size": cfg.ae_batch_size, "lr": cfg.ae_lr,
-              "optimizer": "Adadelta", "loss": "binary_cross_entropy", "seed": cfg.seed,
-              "patience": cfg.patience, "threads": cfg.threads}
     save_model(ae, cat.model(name), name=name, run_id=cfg.run_id, data=data, params=params,
                metrics=metrics, data_root=cat.data_root)
     _write_history(cfg, name, out["history"])

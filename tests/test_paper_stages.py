@@ -111,6 +111,11 @@ def test_paper_flow_end_to_end(prefect_api, tiny_source, tmp_path) -> None:
     assert ps.train_classifier_stage(cfg)["skipped"] is True
     again = ps.attack(_cfg(tiny_source, root, fgsm_eps=0.25, attacks="fgsm"))
     assert "skipped" not in again and list(again["attacks"]) == ["fgsm"]
+    # Adding a poison fraction trains only the new model; the others are reused, not retrained.
+    more = ps.poison(_cfg(tiny_source, root, poison="0.05,0.1,0.2", threads=2))
+    assert more[poisoned_name(0.05)]["reused"] and more[poisoned_name(0.1)]["reused"]
+    assert more[poisoned_name(0.05)]["test_loss"] == out["poison"][poisoned_name(0.05)]["test_loss"]
+    assert "reused" not in more[poisoned_name(0.2)] and more[poisoned_name(0.2)]["n_noised"] == 60
 
 
 def test_cli_paper_command(prefect_api, tiny_source, tmp_path) -> None:
