@@ -74,3 +74,37 @@ def load_state_dict(path_stem: str, verify: bool = True) -> dict[str, torch.Tens
         if expected and expected != actual:
             raise ValueError(f"checkpoint {path_stem}.pt: sha256 {actual} != recorded {expected}")
     return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+
+
+class TrainingState:
+    """A resumable training loop's state at ``<url>`` (one ``.pt`` file), tied to ``key``.
+
+    The state (model and optimizer state_dicts, RNG states, epoch, history) is a dict of tensors
+    and plain values, written atomically after every epoch and read back with
+    ``weights_only=True``. ``key`` names what was trained on with which parameters (not the
+    epoch count); a file with another key is ignored, so stale state is never resumed.
+    """
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url = url
+        self.key = key
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, or None when absent or saved under another key."""
+        try:
+            payload = _read_bytes(self.url)
+        except FileNotFoundError:
+            return None
+        try:
+            state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"training state {self.url}: unreadable ({exc}); delete it to "
+                             "train from scratch") from exc
+        if not isinstance(state, dict) or state.get("key") != self.key:
+            return None
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        buf = io.BytesIO()
+        torch.save({**state, "key": self.key}, buf)
+        _write_bytes_atomic(self.url, buf.getvalue())

@@ -38,7 +38,7 @@ import torch
 
 from actscan.config import attack_params
 from storage.catalog import RunCatalog
-from storage.checkpoints import load_state_dict, read_checkpoint_config
+from storage.checkpoints import TrainingState, load_state_dict, read_checkpoint_config
 from storage.datasets import json_safe, open_dataset
 from storage.paths import join
 from storage.tables import write_table
@@ -308,27 +308,39 @@ def train_classifier_stage(cfg: PaperConfig) -> dict[str, Any]:
     x_tr, y_tr = ds.take("X", rows), ds.take("y", rows)
     x_va, y_va = (ds.take("X", val), ds.take("y", val)) if val is not None else (None, None)
     x_te, y_te = ds.load("test")
+    params = {"epochs": cfg.clf_epochs, "batch_size": cfg.clf_batch_size, "lr": cfg.clf_lr,
+              "lr_schedule": cfg.clf_schedule, "optimizer": "Adam", "loss": "cross_entropy", "seed": cfg.seed,
+              "patience": cfg.patience, "threads": cfg.threads}
+    data = _data_info(cfg, rows)
     t0 = time.perf_counter()
     seed_everything(cfg.seed)
     clf = SmallCNN().to(device)
     out = train_classifier(clf, x_tr, y_tr, x_va, y_va, epochs=cfg.clf_epochs,
                            batch_size=cfg.clf_batch_size, lr=cfg.clf_lr, seed=cfg.seed,
                            patience=cfg.patience, on_epoch=_epoch_logger("classifier"),
-                           progress=cfg.progress, lr_schedule=cfg.clf_schedule)
+                           progress=cfg.progress, lr_schedule=cfg.clf_schedule,
+                           resume=_training_state(cfg, "classifier", data, params))
     secs = time.perf_counter() - t0
     acc = accuracy(clf, x_te, y_te)
     metrics = {"test_accuracy": acc, "train_accuracy": out["train_accuracy"],
                "val_accuracy": out["val_accuracy"], "epochs_run": out["epochs_run"],
-               "seconds": round(secs, 2)}
-    params = {"epochs": cfg.clf_epochs, "batch_size": cfg.clf_batch_size, "lr": cfg.clf_lr,
-              "lr_schedule": cfg.clf_schedule, "optimizer": "Adam", "loss": "cross_entropy", "seed": cfg.seed,
-              "patience": cfg.patience, "threads": cfg.threads}
+               "resumed_from_epoch": out["resumed_from"], "seconds": round(secs, 2)}
     save_model(clf, cat.model("classifier"), name="classifier", run_id=cfg.run_id,
-               data=_data_info(cfg, rows), params=params, metrics=metrics, data_root=cat.data_root)
+               data=data, params=params, metrics=metrics, data_root=cat.data_root)
     _write_history(cfg, "classifier", out["history"])
     log.info("classifier: test accuracy %.4f after %d epochs, %.0f s", acc, out["epochs_run"], secs)
     return _mark(cfg, "classifier", {"test_accuracy": acc, "epochs_run": out["epochs_run"],
                                      "seconds": round(secs, 2)})
+
+
+def _training_state(cfg: PaperConfig, name: str, data: dict[str, Any],
+                    params: dict[str, Any]) -> TrainingState:
+    """Per-epoch state of model ``name``, keyed by its data and parameters (not the epoch count
+    nor the thread count): a killed run resumes, and a finished constant-schedule run extends
+    to more epochs."""
+    same = {k: v for k, v in params.items() if k not in ("epochs", "threads")}
+    key = json.dumps(json_safe({"data": data, "params": same}), sort_keys=True)
+    return TrainingState(paper_url(cfg, "train-state", f"{name}.pt"), key)
 
 
 def _reusable_model(stem: str, data: dict[str, Any], params: dict[str, Any]) -> dict[str, Any] | None:
@@ -367,16 +379,19 @@ def _train_ae(cfg: PaperConfig, name: str, x_tr: np.ndarray, x_va: np.ndarray | 
     ae = ConvAutoencoder().to(device)
     out = train_autoencoder(ae, x_tr, x_va, epochs=cfg.ae_epochs, batch_size=cfg.ae_batch_size,
                             lr=cfg.ae_lr, seed=cfg.seed, patience=cfg.patience,
-                            on_epoch=_epoch_logger(name), progress=cfg.progress)
+                            on_epoch=_epoch_logger(name), progress=cfg.progress,
+                            resume=_training_state(cfg, name, data, params))
     secs = time.perf_counter() - t0
     test_loss = autoencoder_loss(ae, x_te)
     metrics = {"test_loss": test_loss, "train_loss": out["train_loss"], "val_loss": out["val_loss"],
-               "epochs_run": out["epochs_run"], "seconds": round(secs, 2)}
+               "epochs_run": out["epochs_run"], "resumed_from_epoch": out["resumed_from"],
+               "seconds": round(secs, 2)}
     save_model(ae, cat.model(name), name=name, run_id=cfg.run_id, data=data, params=params,
                metrics=metrics, data_root=cat.data_root)
     _write_history(cfg, name, out["history"])
     log.info("%s: test BCE %.4f after %d epochs, %.0f s", name, test_loss, out["epochs_run"], secs)
-    return {"test_loss": test_loss, "epochs_run": out["epochs_run"], "seconds": round(secs, 2)}
+    return {"test_loss": test_loss, "epochs_run": out["epochs_run"],
+            "resumed_from_epoch": out["resumed_from"], "seconds": round(secs, 2)}
 
 
 def train_autoencoder_stage(cfg: PaperConfig) -> dict[str, Any]:

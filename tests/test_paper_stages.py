@@ -116,6 +116,11 @@ def test_paper_flow_end_to_end(prefect_api, tiny_source, tmp_path) -> None:
     assert more[poisoned_name(0.05)]["reused"] and more[poisoned_name(0.1)]["reused"]
     assert more[poisoned_name(0.05)]["test_loss"] == out["poison"][poisoned_name(0.05)]["test_loss"]
     assert "reused" not in more[poisoned_name(0.2)] and more[poisoned_name(0.2)]["n_noised"] == 60
+    # More autoencoder epochs continue the saved training state instead of starting over.
+    longer = ps.train_autoencoder_stage(_cfg(tiny_source, root, ae_epochs=2))
+    assert longer["epochs_run"] == 2
+    rec = lookup(root, name="autoencoder", run_id=cfg.run_id)
+    assert rec["metrics"]["resumed_from_epoch"] == 1 and rec["params"]["epochs"] == 2
 
 
 def test_cli_paper_command(prefect_api, tiny_source, tmp_path) -> None:

@@ -5,7 +5,8 @@
 * :func:`train_classifier` - cross-entropy + Adam;
 * :func:`train_vae` - ELBO (BCE + KL) + Adam, A^3's anomaly network.
 
-Plain functions on numpy arrays and torch modules; no Prefect, no I/O. Every loop is seeded
+Plain functions on numpy arrays and torch modules; no Prefect, no I/O of their own (a
+``resume`` store passed in keeps the per-epoch state for resuming). Every loop is seeded
 (``seed``), shows progress (tqdm over batches when ``progress`` is true; ``None`` = only on a
 terminal), can stop early on a validation metric (``patience``; the best weights are restored)
 and reports each epoch to ``on_epoch(epoch, metrics)`` so callers can log it.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -26,6 +27,14 @@ from tqdm.auto import tqdm
 EpochCallback = Callable[[int, dict[str, float]], None]
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor | None], torch.Tensor]
 ValFn = Callable[[nn.Module], dict[str, float]]
+
+
+class StateStore(Protocol):
+    """Where :func:`fit` keeps its per-epoch state (e.g. ``storage.checkpoints.TrainingState``)."""
+
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
 
 
 def default_device() -> torch.device:
@@ -156,6 +165,7 @@ def fit(
     progress: bool | None = None,
     desc: str = "train",
     lr_schedule: str = "constant",
+    resume: StateStore | None = None,
 ) -> dict[str, Any]:
     """The general seeded training loop.
 
@@ -164,7 +174,13 @@ def fit(
     stops once ``monitor`` (a key of those metrics) has not improved (``mode`` min or max) for
     that many epochs, and restores the best weights. ``lr_schedule``: ``constant`` or
     ``cosine`` (per batch, from the optimizer's learning rate down to 0 at the last epoch). Returns ``{"history": [per-epoch dicts],
-    "epochs_run", "stopped_early", "best_epoch", "best": best monitored value or None}``.
+    "epochs_run", "stopped_early", "best_epoch", "best": best monitored value or None,
+    "resumed_from": epoch the run continued after, or None}``.
+
+    ``resume``: the loop's state is saved there after every epoch, and a run started again with
+    the same store continues after the last saved epoch - model, optimizer, schedule, batch order
+    and dropout RNG restored - giving the weights an uninterrupted run gives. With a constant
+    schedule a finished run also extends to more ``epochs``.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -189,7 +205,24 @@ def fit(
     if lr_schedule == "cosine":
         steps = epochs * -(-len(xt) // batch_size)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    for epoch in range(1, epochs + 1):
+    start, resumed_from = 1, None
+    state = resume.load() if resume is not None else None
+    if state is not None and _resumable(state, len(xt), batch_size, epochs, lr_schedule):
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        history = [dict(r) for r in state["history"]]
+        best, best_epoch, stale = float(state["best"]), int(state["best_epoch"]), int(state["stale"])
+        best_state = state["best_state"]
+        start = resumed_from = int(state["epoch"])
+        start += 1
+        stopped = bool(state["stopped"])
+    for epoch in range(start, epochs + 1):
+        if stopped:
+            break
         model.train()
         running, seen = 0.0, 0
         batches = _batches(len(xt), batch_size, gen)
@@ -211,8 +244,6 @@ def fit(
         if validate is not None:
             row.update(validate(model))
         history.append(row)
-        if on_epoch:
-            on_epoch(epoch, row)
         if validate is not None and monitor in row:
             value = sign * float(row[monitor])
             if value < best - min_delta:
@@ -223,12 +254,36 @@ def fit(
                 stale += 1
                 if patience is not None and stale >= patience:
                     stopped = True
-                    break
+        if resume is not None:
+            resume.save({
+                "epoch": epoch, "epochs": epochs, "n_train": len(xt), "batch_size": batch_size,
+                "lr_schedule": lr_schedule, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "history": history,
+                "best": best, "best_epoch": best_epoch, "stale": stale, "best_state": best_state,
+                "stopped": stopped})
+        if on_epoch:
+            on_epoch(epoch, row)
+        if stopped:
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     return {"history": history, "epochs_run": len(history), "stopped_early": stopped,
-            "best_epoch": best_epoch or None, "best": None if best == math.inf else sign * best}
+            "best_epoch": best_epoch or None, "best": None if best == math.inf else sign * best,
+            "resumed_from": resumed_from}
+
+
+def _resumable(state: dict[str, Any], n_train: int, batch_size: int, epochs: int,
+               lr_schedule: str) -> bool:
+    """Whether a saved loop state can continue this run (same data size, batches, schedule)."""
+    if (state.get("n_train"), state.get("batch_size"), state.get("lr_schedule")) != \
+            (n_train, batch_size, lr_schedule):
+        return False
+    if lr_schedule == "cosine" and state.get("epochs") != epochs:
+        return False  # the cosine curve depends on the total epoch count
+    return int(state.get("epoch", 0)) <= epochs
 
 
 def train_autoencoder(
@@ -246,6 +301,7 @@ def train_autoencoder(
     optimizer: str = "adadelta",
     loss: str = "bce",
     images: bool = True,
+    resume: StateStore | None = None,
 ) -> dict[str, Any]:
     """Train an autoencoder to reconstruct ``x_train`` (N, ...) - by default as the paper does:
     binary cross-entropy and Adadelta (lr 1.0), batch 128, images (N, 1, 28, 28) in [0, 1].
@@ -275,7 +331,7 @@ def train_autoencoder(
     out = fit(model, x_train, None, loss_fn=loss_fn,
               optimizer=make_optimizer(optimizer, model.parameters(), lr), epochs=epochs,
               batch_size=batch_size, seed=seed, validate=validate, patience=patience,
-              on_epoch=on_epoch, progress=progress, desc="autoencoder")
+              on_epoch=on_epoch, progress=progress, desc="autoencoder", resume=resume)
     last = out["history"][-1]
     return {**out, "train_loss": last["train_loss"],
             "val_loss": (autoencoder_loss(model, x_val, loss=loss) if validate else None)}
@@ -297,6 +353,7 @@ def train_classifier(
     on_epoch: EpochCallback | None = None,
     progress: bool | None = None,
     lr_schedule: str = "constant",
+    resume: StateStore | None = None,
 ) -> dict[str, Any]:
     """Train with cross-entropy and Adam. Images (N, 1, H, W), integer labels (N,).
 
@@ -340,7 +397,8 @@ def train_classifier(
               batch_size=batch_size, seed=seed, validate=validate_with_acc,
               patience=patience if validate is not None else _no_val_patience(patience),
               monitor=monitor, mode="min" if monitor == "val_loss" else "max",
-              on_epoch=on_epoch, progress=progress, desc="classifier", lr_schedule=lr_schedule)
+              on_epoch=on_epoch, progress=progress, desc="classifier", lr_schedule=lr_schedule,
+              resume=resume)
     last = out["history"][-1]
     return {**out, "train_accuracy": last["train_accuracy"],
             "val_accuracy": accuracy(model, x_val, y_val) if validate is not None else None}
@@ -373,6 +431,7 @@ def train_vae(
     patience: int | None = None,
     on_epoch: EpochCallback | None = None,
     progress: bool | None = None,
+    resume: StateStore | None = None,
 ) -> dict[str, Any]:
     """Train a :class:`~tasks.models.dense.VAE` on records (N, D) in [0, 1] with Adam and the ELBO.
 
@@ -402,6 +461,6 @@ def train_vae(
     out = fit(model, x_train, None, loss_fn=loss_fn,
               optimizer=make_optimizer("adam", model.parameters(), lr), epochs=epochs,
               batch_size=batch_size, seed=seed, validate=validate, patience=patience,
-              on_epoch=on_epoch, progress=progress, desc="vae")
+              on_epoch=on_epoch, progress=progress, desc="vae", resume=resume)
     last = out["history"][-1]
     return {**out, "train_loss": last["train_loss"], "val_loss": last.get("val_loss")}
