@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -24,6 +24,14 @@ PAPER_ATTACKS: dict[str, dict[str, Any]] = {
     "bim": {"eps": 0.01, "eps_step": 0.002, "max_iter": 100},
     "deepfool": {"epsilon": 1e-6, "max_iter": 100},
 }
+
+
+class BatchCheckpoint(Protocol):
+    """Where :func:`run_attack` keeps finished batches of noised images (keyed by first row)."""
+
+    def get(self, start: int) -> np.ndarray | None: ...
+
+    def put(self, start: int, rows: np.ndarray) -> None: ...
 
 
 @dataclass
@@ -161,6 +169,7 @@ def run_attack(
     progress: bool | None = None,
     keep_all: bool = False,
     row_cache: bool = True,
+    checkpoint: BatchCheckpoint | None = None,
 ) -> AttackResult:
     """Attack every image of ``x`` (N, 1, H, W) and keep the successful ones.
 
@@ -168,6 +177,9 @@ def run_attack(
     ``keep_all``: also return every noised image, successful or not, as ``extra["x_adv_all"]``
     (N, 1, H, W) (e.g. to poison a training set). ``row_cache``: run DeepFool on
     :func:`row_cached_classifier` (same result, skips recomputing rows DeepFool did not move).
+    ``checkpoint`` (e.g. ``storage.batch_store.BatchStore`` with ``batch_rows == batch_size``):
+    finished batches are read back instead of attacked again and new ones are saved, so a killed
+    run resumes.
     """
     if x.ndim != 4:
         raise ValueError(f"x: expected (N, C, H, W) images, got shape {x.shape}")
@@ -188,7 +200,11 @@ def run_attack(
     for start in tqdm(range(0, len(x), batch_size), desc=name, disable=progress is False or None,
                       leave=False):
         xb = x[start : start + batch_size]
-        adv = attack.generate(xb).astype(np.float32)
+        adv = checkpoint.get(start) if checkpoint is not None else None
+        if adv is None:
+            adv = attack.generate(xb).astype(np.float32)
+            if checkpoint is not None:
+                checkpoint.put(start, adv)
         advs.append(adv)
         clean_preds.append(clf.predict(xb).argmax(1))
         adv_preds.append(clf.predict(adv).argmax(1))

@@ -37,6 +37,7 @@ import pandas as pd
 import torch
 
 from actscan.config import attack_params
+from storage.batch_store import BatchStore
 from storage.catalog import RunCatalog
 from storage.checkpoints import TrainingState, load_state_dict, read_checkpoint_config
 from storage.datasets import json_safe, open_dataset
@@ -438,10 +439,19 @@ def _cached_attack(cfg: PaperConfig, name: str, clf: torch.nn.Module, x: np.ndar
         if step["n"] % 5 == 0 or done == total:
             log.info("attack %s: %d/%d images", name, done, total)
 
+    # Finished batches survive a killed run (keyed like the result, plus the batch size).
+    parts = BatchStore(url.removesuffix(".zarr") + ".batches.zarr",
+                       key=f"{_attack_key(cfg, name)}:{cfg.attack_batch_size}",
+                       n_rows=len(positions), record_shape=tuple(x.shape[1:]),
+                       batch_rows=cfg.attack_batch_size)
+    if parts.n_done:
+        log.info("attack %s: resuming, %d of %d batches already done", name, parts.n_done,
+                 parts.n_batches)
     res = run_attack(clf, x[positions], name, params, batch_size=cfg.attack_batch_size,
-                     on_batch=on_batch, progress=cfg.progress)
+                     on_batch=on_batch, progress=cfg.progress, checkpoint=parts)
     res.index = positions[res.index]
     write_attack_store(url, x, np.arange(len(x)), [res], chunk_rows=cfg.chunk_rows)
+    parts.remove()
     return res
 
 

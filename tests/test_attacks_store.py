@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from storage.batch_store import BatchStore
 from storage.zarr_io import is_complete, open_group
 from tasks.attacks import (
     PAPER_ATTACKS,
@@ -89,6 +90,38 @@ def test_row_cache_recomputes_only_changed_rows(setup) -> None:
     np.testing.assert_allclose(g1, fresh, atol=1e-5)
     np.testing.assert_array_equal(g1[[0, 1, 3]], g0[[0, 1, 3]])
     np.testing.assert_allclose(est.predict(moved), art_classifier(clf).predict(moved), atol=1e-5)
+
+
+def test_killed_attack_resumes_from_its_finished_batches(setup, tmp_path) -> None:
+    clf, x, _ = setup
+    p = {"eps": 0.2, "eps_step": 0.05, "max_iter": 5}
+    ref = run_attack(clf, x, "bim", p, batch_size=8, progress=False, keep_all=True)
+    url = str(tmp_path / "bim.batches.zarr")
+
+    def killer(done: int, _total: int) -> None:
+        if done == 16:
+            raise KeyboardInterrupt
+
+    store = BatchStore(url, "bim-k", len(x), (1, 28, 28), 8)
+    with pytest.raises(KeyboardInterrupt):
+        run_attack(clf, x, "bim", p, batch_size=8, progress=False, checkpoint=store,
+                   on_batch=killer)
+    again = BatchStore(url, "bim-k", len(x), (1, 28, 28), 8)  # a new process
+    assert again.n_done == 2 and again.n_batches == 4
+    fresh = []
+    real_put = again.put
+    again.put = lambda start, rows: (fresh.append(start), real_put(start, rows))[-1]
+    res = run_attack(clf, x, "bim", p, batch_size=8, progress=False, checkpoint=again,
+                     keep_all=True)
+    assert fresh == [16, 24]  # only the unfinished batches were attacked
+    np.testing.assert_array_equal(res.extra["x_adv_all"], ref.extra["x_adv_all"])
+    np.testing.assert_array_equal(res.index, ref.index)
+    # Another key (other parameters) or batch size starts over instead of mixing results.
+    assert BatchStore(url, "bim-other", len(x), (1, 28, 28), 8).n_done == 0
+    with pytest.raises(ValueError, match="batch boundary"):
+        BatchStore(url, "k", len(x), (1, 28, 28), 8).get(3)
+    with pytest.raises(ValueError, match="shape"):
+        BatchStore(url, "k", len(x), (1, 28, 28), 8).put(0, np.zeros((3, 1, 28, 28), np.float32))
 
 
 def test_keep_all_returns_every_noised_image(setup) -> None:

@@ -84,6 +84,9 @@ def test_paper_flow_end_to_end(prefect_api, tiny_source, tmp_path) -> None:
         assert s["n_success"] == len(a["index"]) and s["n_attempted"] == (12 if name == "deepfool" else 40)
         np.testing.assert_array_equal(a["index"], test_rows[a["position"]])
         assert np.all(a["pred_adv"] != a["pred_clean"])
+    # Per-batch attack checkpoints are gone once each attack's full result is cached.
+    cache = Path(paper_url(cfg, "attack-cache"))
+    assert len(list(cache.glob("*.zarr"))) == 3 and not list(cache.glob("*.batches.zarr"))
     table = read_table(cat.table("attacks"))
     assert sorted(table["attack"]) == ["bim", "deepfool", "fgsm"]
     # Poisoned autoencoders: 5% and 10% of the 300 training images noised, recorded in the registry.
