@@ -32,7 +32,7 @@ def prefect_api():
     def warm_up() -> int:
         return 1
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=300):  # generous: a loaded CI box
         # Prefect's console log handler binds to the sys.stderr it first sees. Run one flow now,
         # so it binds to pytest's stream and not to a CliRunner stream closed after one invoke.
         assert warm_up() == 1
