@@ -510,8 +510,17 @@ def poison(cfg: PaperConfig) -> dict[str, Any]:
     chosen = np.sort(order[:n_max])
     clf = load_model(cat.model("classifier"), device)
     t0 = time.perf_counter()
+    # The noised training images, batch by batch, survive a killed run (keyed by the classifier,
+    # the BIM parameters and the chosen rows).
+    key = "|".join([cfg.fingerprint((*_CLF_FIELDS, "bim_eps", "bim_eps_step", "bim_max_iter")),
+                    hashlib.sha256(rows[chosen].tobytes()).hexdigest()[:16],
+                    str(cfg.attack_batch_size)])
+    parts = BatchStore(paper_url(cfg, "attack-cache", "poison-bim.batches.zarr"), key=key,
+                       n_rows=len(chosen), record_shape=tuple(x_tr.shape[1:]),
+                       batch_rows=cfg.attack_batch_size)
     bim = run_attack(clf, x_tr[chosen], "bim", cfg.attack_params("bim"),
-                     batch_size=cfg.attack_batch_size, progress=cfg.progress, keep_all=True)
+                     batch_size=cfg.attack_batch_size, progress=cfg.progress, keep_all=True,
+                     checkpoint=parts)
     noised = bim.extra["x_adv_all"]  # every noised image, label changed or not
     bim_secs = time.perf_counter() - t0
     log.info("poison: BIM-noised %d training images (%d changed the label), %.0f s", len(chosen),
@@ -530,6 +539,7 @@ def poison(cfg: PaperConfig) -> dict[str, Any]:
                           noised_rows_sha256=hashlib.sha256(rows[np.sort(sel)].tobytes()).hexdigest())
         summary[name] = {"fraction": frac, "n_noised": k, **_train_ae(cfg, name, x_mix, x_va, data)}
         del x_mix
+    parts.remove()
     return _mark(cfg, "poison", summary)
 
 
