@@ -414,6 +414,18 @@ def _attack_key(cfg: PaperConfig, name: str) -> str:
     return cfg.fingerprint((*_CLF_FIELDS, "n_test", *own))
 
 
+def _batch_logger(label: str, every: int = 5):
+    """``on_batch(done, total)`` that logs ``label: done/total images`` every few batches."""
+    step = {"n": 0}
+
+    def on_batch(done: int, total: int) -> None:
+        step["n"] += 1
+        if step["n"] % every == 0 or done == total:
+            log.info("%s: %d/%d images", label, done, total)
+
+    return on_batch
+
+
 def _attack_cache(cfg: PaperConfig, name: str) -> str:
     return paper_url(cfg, "attack-cache", f"{name}-{_attack_key(cfg, name)}.zarr")
 
@@ -432,13 +444,6 @@ def _cached_attack(cfg: PaperConfig, name: str, clf: torch.nn.Module, x: np.ndar
                             linf=a["linf"], l2=a["l2"], n_attempted=int(g.attrs["n_attempted"]),
                             extra={"seconds": g.attrs.get("seconds")})
     params = cfg.attack_params(name)
-    step = {"n": 0}
-
-    def on_batch(done: int, total: int) -> None:
-        step["n"] += 1
-        if step["n"] % 5 == 0 or done == total:
-            log.info("attack %s: %d/%d images", name, done, total)
-
     # Finished batches survive a killed run (keyed like the result, plus the batch size).
     parts = BatchStore(url.removesuffix(".zarr") + ".batches.zarr",
                        key=f"{_attack_key(cfg, name)}:{cfg.attack_batch_size}",
@@ -448,7 +453,8 @@ def _cached_attack(cfg: PaperConfig, name: str, clf: torch.nn.Module, x: np.ndar
         log.info("attack %s: resuming, %d of %d batches already done", name, parts.n_done,
                  parts.n_batches)
     res = run_attack(clf, x[positions], name, params, batch_size=cfg.attack_batch_size,
-                     on_batch=on_batch, progress=cfg.progress, checkpoint=parts)
+                     on_batch=_batch_logger(f"attack {name}"), progress=cfg.progress,
+                     checkpoint=parts)
     res.index = positions[res.index]
     write_attack_store(url, x, np.arange(len(x)), [res], chunk_rows=cfg.chunk_rows)
     parts.remove()
@@ -520,7 +526,7 @@ def poison(cfg: PaperConfig) -> dict[str, Any]:
                        batch_rows=cfg.attack_batch_size)
     bim = run_attack(clf, x_tr[chosen], "bim", cfg.attack_params("bim"),
                      batch_size=cfg.attack_batch_size, progress=cfg.progress, keep_all=True,
-                     checkpoint=parts)
+                     checkpoint=parts, on_batch=_batch_logger("poison: BIM on training images"))
     noised = bim.extra["x_adv_all"]  # every noised image, label changed or not
     bim_secs = time.perf_counter() - t0
     log.info("poison: BIM-noised %d training images (%d changed the label), %.0f s", len(chosen),
