@@ -350,7 +350,10 @@ def _reusable_model(stem: str, data: dict[str, Any], params: dict[str, Any]) -> 
     try:
         conf = read_checkpoint_config(stem)
         load_state_dict(stem, verify=True)
-    except (FileNotFoundError, ValueError, KeyError):
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError) as exc:  # tampered or torn: say so, then train afresh
+        log.warning("%s: checkpoint not reusable (%s); training a new one", stem, exc)
         return None
 
     def key(d: Any, drop: tuple[str, ...] = ()) -> str:

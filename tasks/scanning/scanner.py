@@ -14,6 +14,7 @@ numbers (tested).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -429,33 +430,17 @@ class SubsetScanner:
         if X.shape[0] == 0:
             raise ValueError("X has no records to scan (after records_mask)")
         D = int(self.n_background_[cls]) + 1
-        if self.backend_ in ("numba", "torch") and self.score_fn_.kernel_id is not None:
+        fast = self.backend_ in ("numba", "torch") and self.score_fn_.kernel_id is not None
+        if fast:
             from . import kernels
 
-            with kernels.using_threads(self.n_threads):
-                C = self._counts_fast(X, cls, int(self.c_max_[cls]))
-                res = kernels.fgss_numba(
-                    C,
-                    D,
-                    float(self.alpha_max),
-                    self.score_fn_,
-                    int(restarts),
-                    seed,
-                    int(max_iter),
-                    grid,
-                )
+            threads, scan = kernels.using_threads(self.n_threads), kernels.fgss_numba
         else:
-            C = self._counts_ref(X, cls)
-            res = _fgss.fgss_counts(
-                C,
-                D,
-                float(self.alpha_max),
-                self.score_fn_,
-                int(restarts),
-                seed,
-                int(max_iter),
-                grid,
-            )
+            threads, scan = contextlib.nullcontext(), _fgss.fgss_counts
+        with threads:
+            C = self._counts_fast(X, cls, int(self.c_max_[cls])) if fast else self._counts_ref(X, cls)
+            res = scan(C, D, float(self.alpha_max), self.score_fn_, int(restarts), seed,
+                       int(max_iter), grid)
         res.records = rows[res.records]
         return res
 
