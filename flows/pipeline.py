@@ -1,8 +1,11 @@
-"""The default pipeline: ingest -> train -> attack -> extract -> scan -> results.
+"""The pipeline: one flow for every setup (composition only).
 
-One parent flow, one subflow per stage; every subflow takes the whole
-:class:`~actscan.config.PipelineConfig` and calls one task. Results are published as Prefect
-artifacts (the AUROC table, attack success rates) as well as Parquet files.
+    ingest -> train -> poison -> attack -> extract -> scan -> results
+
+``pipeline_flow`` takes a setup name (a shipped preset or a YAML path) plus dotted overrides -
+what a deployment's parameters are - or a whole :class:`~tasks.spec.RunSpec`; checks the spec
+against the data and the machine before any stage runs; then runs each stage as a Prefect task.
+The top-level flow run carries the result tables as artifacts.
 """
 
 from __future__ import annotations
@@ -11,73 +14,71 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.logging import get_run_logger
 
-from actscan.config import PipelineConfig
-from tasks import units
+from flows._prefect import artifact_key, stage_task
+from tasks.spec import DEFAULT_SETUP, RunSpec, as_spec, load_setup
+from tasks.stages import STAGES, stage_function
+from tasks.stages.checks import check_protocol, preflight
+from tasks.stages.common import catalog_of
 
-
-def _cfg(config: PipelineConfig | dict[str, Any] | None) -> PipelineConfig:
-    if config is None:
-        return PipelineConfig()
-    return config if isinstance(config, PipelineConfig) else PipelineConfig(**config)
-
-
-@flow(name="ingest", log_prints=True)
-def ingest_flow(config: PipelineConfig | dict[str, Any] | None = None) -> dict[str, Any]:
-    return units.ingest_task(_cfg(config))
+STAGE_TASKS = {name: stage_task(name, stage_function(name)) for name in STAGES}
 
 
-@flow(name="train", log_prints=True)
-def train_flow(config: PipelineConfig | dict[str, Any] | None = None) -> dict[str, Any]:
-    return units.train_task(_cfg(config))
+def _resolve(spec: RunSpec | dict[str, Any] | None, setup: str,
+             overrides: dict[str, Any] | None) -> RunSpec:
+    if spec is not None:
+        return as_spec(spec)
+    return load_setup(setup, overrides or {})
 
 
-@flow(name="attack", log_prints=True)
-def attack_flow(config: PipelineConfig | dict[str, Any] | None = None) -> dict[str, Any]:
-    cfg = _cfg(config)
-    summary = units.attack_task(cfg)
-    create_table_artifact(
-        key=f"{cfg.run_id}-attacks".lower().replace("_", "-"),
-        table=[{"attack": k, **{kk: str(vv) for kk, vv in v.items()}} for k, v in summary.items()
-               if isinstance(v, dict)],
-        description="Attack success rates (successful records only are kept)")
-    return summary
-
-
-@flow(name="extract", log_prints=True)
-def extract_flow(config: PipelineConfig | dict[str, Any] | None = None) -> dict[str, Any]:
-    return units.extract_task(_cfg(config))
-
-
-@flow(name="scan", log_prints=True)
-def scan_flow(config: PipelineConfig | dict[str, Any] | None = None) -> dict[str, Any]:
-    return units.scan_task(_cfg(config))
-
-
-@flow(name="results", log_prints=True)
-def results_flow(config: PipelineConfig | dict[str, Any] | None = None) -> dict[str, Any]:
-    cfg = _cfg(config)
-    out = units.results_task(cfg)
-    rows = [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items()} for r in out["auroc"]]
-    key = f"{cfg.run_id}-auroc".lower().replace("_", "-")
-    create_table_artifact(key=key, table=rows,
-                          description="Per-layer AUROC of the individual subset scan, clean vs noised")
-    create_markdown_artifact(
-        key=f"{cfg.run_id}-outputs".lower().replace("_", "-"),
-        markdown="\n".join(f"- **{k}**: `{v}`" for k, v in {**out["tables"], **out["stores"]}.items()),
-        description="Where the run's tables and stores are")
-    return out
+def _publish(spec: RunSpec, out: dict[str, Any]) -> None:
+    run = spec.run_id
+    att = out.get("attack", {}).get("attacks", {})
+    if att:
+        create_table_artifact(
+            key=artifact_key(run, "attacks"), description="Attacks: parameters and success",
+            table=[{"attack": n, "params": ", ".join(f"{k}={v}" for k, v in (a.get("params") or {}).items()),
+                    "n_attempted": a.get("n_attempted"), "n_success": a.get("n_success"),
+                    "success_rate": a.get("success_rate")} for n, a in att.items()])
+    res = out.get("results")
+    if res and res.get("by_autoencoder"):
+        for ae, rows in res["by_autoencoder"].items():
+            create_table_artifact(
+                key=artifact_key(run, ae, "auroc"), table=rows,
+                description=f"{ae}: AUROC of the individual subset scan per layer, clean vs noised "
+                            f"({spec.scan.score}, alpha_max {spec.scan.alpha_max}, {spec.scan.tail} tail)")
+        lines = [f"- **{k}**: `{v}`" for k, v in {**res["tables"], **res["stores"]}.items()]
+        create_markdown_artifact(key=artifact_key(run, "outputs"), markdown="\n".join(lines),
+                                 description="Where the run's tables and stores are")
 
 
 @flow(name="actscan-pipeline", log_prints=True)
-def pipeline_flow(config: PipelineConfig | dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run every stage in order; returns each stage's summary and the results."""
-    cfg = _cfg(config)
-    return {
-        "ingest": ingest_flow(cfg),
-        "train": train_flow(cfg),
-        "attack": attack_flow(cfg),
-        "extract": extract_flow(cfg),
-        "scan": scan_flow(cfg),
-        "results": results_flow(cfg),
-    }
+def pipeline_flow(setup: str = DEFAULT_SETUP, overrides: dict[str, Any] | None = None,
+                  spec: RunSpec | None = None, stages: list[str] | None = None,
+                  force: list[str] | None = None) -> dict[str, Any]:
+    """Run ``stages`` (default all) of the setup; ``force`` names stages to recompute.
+
+    Returns each stage's summary. ``setup``: a preset name or YAML path; ``overrides``:
+    ``{"attacks.fgsm.eps": 0.1, ...}``; ``spec``: a whole RunSpec instead of both.
+    """
+    logger = get_run_logger()
+    s = _resolve(spec, setup, overrides)
+    chosen = list(stages or STAGES)
+    bad = [x for x in [*chosen, *(force or [])] if x not in STAGES]
+    if bad:
+        raise ValueError(f"stages: unknown {bad}; stages are {', '.join(STAGES)}")
+    preflight(s)
+    cat = catalog_of(s)
+    logger.info("run %s (setup %s) under %s: stages %s", s.run_id, s.setup, cat.run_dir,
+                ", ".join(chosen))
+    out: dict[str, Any] = {}
+    for name in STAGES:
+        if name in chosen:
+            out[name] = STAGE_TASKS[name](s, cat, force=name in (force or []))
+            state = "skipped (outputs current)" if out[name].get("skipped") else "ran"
+            logger.info("stage %s: %s in %.1f s", name, state, out[name].get("wall_seconds", 0))
+        if name == "ingest":
+            check_protocol(s)  # the record sets fit the data before any model trains
+    _publish(s, out)
+    return out

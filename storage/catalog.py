@@ -2,12 +2,14 @@
 
 Layout under the data root (local path or fsspec URL)::
 
-    datasets/<name>/<version>.zarr          ingested data sets (storage.datasets)
-    runs/<run_id>/models/<model>.pt|.json   checkpoints (storage.checkpoints)
-    runs/<run_id>/attacks.zarr              successful adversarial images per attack
-    runs/<run_id>/activations.zarr          activations per record set and layer
-    runs/<run_id>/tables/*.parquet          result tables (storage.tables)
-    runs/<run_id>/stages/<stage>.json       completion markers with the config fingerprint
+    datasets/<name>/<version>.zarr               ingested data sets (storage.datasets)
+    runs/<run_id>/models/<model>.pt|.json        checkpoints (storage.checkpoints)
+    runs/<run_id>/train-state/<model>.pt         per-epoch training state (resume)
+    runs/<run_id>/attacks.zarr/<attack>/         successful noised records (storage.attack_store)
+    runs/<run_id>/attack-batches/<name>.zarr     finished batches of a running attack (resume)
+    runs/<run_id>/activations.zarr/<ae>/<set>/   activations per autoencoder, record set, layer
+    runs/<run_id>/tables/<table>.parquet         result tables (storage.tables)
+    runs/<run_id>/stages/<stage>.json            what each stage last finished, under which key
 
 Stage code asks the catalog for URLs; it never builds paths itself.
 """
@@ -19,11 +21,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
+from storage.fs import exists, read_bytes, remove, write_bytes_atomic
+from storage.paths import join, resolve_data_root
 
-from storage.paths import ensure_local_dir, is_url, join, resolve_data_root
-
-TABLES = ("scores", "auroc", "attacks", "training")
+TABLES = ("scores", "auroc", "attacks", "training", "protocol")
 
 
 @dataclass(frozen=True)
@@ -48,48 +49,47 @@ class RunCatalog:
         """Checkpoint stem: ``<stem>.pt`` and ``<stem>.json``."""
         return join(self.run_dir, "models", name)
 
+    def train_state(self, name: str) -> str:
+        return join(self.run_dir, "train-state", f"{name}.pt")
+
     @property
     def attacks(self) -> str:
         return join(self.run_dir, "attacks.zarr")
+
+    def attack_batches(self, name: str) -> str:
+        return join(self.run_dir, "attack-batches", f"{name}.zarr")
 
     @property
     def activations(self) -> str:
         return join(self.run_dir, "activations.zarr")
 
-    def activation_set(self, record_set: str) -> str:
-        return join(self.activations, record_set)
+    def activation_set(self, autoencoder: str, record_set: str) -> str:
+        return join(self.activations, autoencoder, record_set)
 
     def table(self, name: str) -> str:
         if name not in TABLES:
             raise KeyError(f"unknown table {name!r}; known: {TABLES}")
         return join(self.run_dir, "tables", f"{name}.parquet")
 
-    def stage_marker(self, stage: str) -> str:
+    def stage_record(self, stage: str) -> str:
         return join(self.run_dir, "stages", f"{stage}.json")
 
-    # -- stage markers -------------------------------------------------------------------
-    def stage_done(self, stage: str, fingerprint: str) -> dict[str, Any] | None:
-        """The stage's recorded summary when it completed with this fingerprint, else None."""
-        url = self.stage_marker(stage)
-        fs, path = fsspec.core.url_to_fs(url)
-        if not fs.exists(path):
+    # -- stage records ---------------------------------------------------------------------
+    def stage_done(self, stage: str, key: str) -> dict[str, Any] | None:
+        """The stage's recorded summary when it last finished under ``key``, else None."""
+        url = self.stage_record(stage)
+        if not exists(url):
             return None
-        with fs.open(path, "rb") as fh:
-            record = json.loads(fh.read())
-        return record if record.get("fingerprint") == fingerprint else None
+        try:
+            record = json.loads(read_bytes(url))
+        except (ValueError, OSError):
+            return None  # torn or unreadable record: the stage runs again
+        return record if record.get("key") == key else None
 
-    def mark_stage(self, stage: str, fingerprint: str, summary: dict[str, Any]) -> None:
-        """Record that ``stage`` finished with ``fingerprint`` (written atomically, last)."""
-        from storage.checkpoints import _write_bytes_atomic
-
-        url = self.stage_marker(stage)
-        if not is_url(url):
-            ensure_local_dir(url.rsplit("/", 1)[0])
-        record = {"stage": stage, "fingerprint": fingerprint, "finished_at": time.time(),
-                  "summary": summary}
-        _write_bytes_atomic(url, json.dumps(record, indent=2, default=str).encode())
+    def mark_stage(self, stage: str, key: str, summary: dict[str, Any]) -> None:
+        """Record that ``stage`` finished under ``key`` (written atomically, after its outputs)."""
+        record = {"stage": stage, "key": key, "finished_at": time.time(), "summary": summary}
+        write_bytes_atomic(self.stage_record(stage), json.dumps(record, indent=2, default=str).encode())
 
     def clear_stage(self, stage: str) -> None:
-        fs, path = fsspec.core.url_to_fs(self.stage_marker(stage))
-        if fs.exists(path):
-            fs.rm(path)
+        remove(self.stage_record(stage))

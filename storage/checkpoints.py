@@ -10,43 +10,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import uuid
-from pathlib import Path
 from typing import Any
 
-import fsspec
 import torch
 
-from storage.paths import ensure_local_dir, is_url
-
-
-def _write_bytes_atomic(path: str, payload: bytes) -> None:
-    if is_url(path):
-        fs, fpath = fsspec.core.url_to_fs(path)
-        tmp = f"{fpath}.tmp-{uuid.uuid4().hex}"
-        with fs.open(tmp, "wb") as fh:
-            fh.write(payload)
-        fs.mv(tmp, fpath)
-        return
-    ensure_local_dir(os.path.dirname(os.path.abspath(path)))
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _read_bytes(path: str) -> bytes:
-    if is_url(path):
-        with fsspec.open(path, "rb") as fh:
-            return fh.read()
-    if not Path(path).exists():
-        raise FileNotFoundError(f"no checkpoint file at {path}")
-    return Path(path).read_bytes()
+from storage.fs import read_bytes, write_bytes_atomic
 
 
 def save_checkpoint(model: torch.nn.Module, path_stem: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -55,19 +23,19 @@ def save_checkpoint(model: torch.nn.Module, path_stem: str, config: dict[str, An
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
     payload = buf.getvalue()
     record = {**config, "weights_sha256": hashlib.sha256(payload).hexdigest()}
-    _write_bytes_atomic(f"{path_stem}.pt", payload)
-    _write_bytes_atomic(f"{path_stem}.json", json.dumps(record, indent=2, sort_keys=True).encode())
+    write_bytes_atomic(f"{path_stem}.pt", payload)
+    write_bytes_atomic(f"{path_stem}.json", json.dumps(record, indent=2, sort_keys=True).encode())
     return record
 
 
 def read_checkpoint_config(path_stem: str) -> dict[str, Any]:
     """The JSON record saved next to a checkpoint."""
-    return json.loads(_read_bytes(f"{path_stem}.json"))
+    return json.loads(read_bytes(f"{path_stem}.json"))
 
 
 def load_state_dict(path_stem: str, verify: bool = True) -> dict[str, torch.Tensor]:
     """Load ``<stem>.pt`` with ``weights_only=True``; with ``verify`` check its sha256 first."""
-    payload = _read_bytes(f"{path_stem}.pt")
+    payload = read_bytes(f"{path_stem}.pt")
     if verify:
         expected = read_checkpoint_config(path_stem).get("weights_sha256")
         actual = hashlib.sha256(payload).hexdigest()
@@ -92,7 +60,7 @@ class TrainingState:
     def load(self) -> dict[str, Any] | None:
         """The saved state, or None when absent or saved under another key."""
         try:
-            payload = _read_bytes(self.url)
+            payload = read_bytes(self.url)
         except FileNotFoundError:
             return None
         try:
@@ -107,4 +75,4 @@ class TrainingState:
     def save(self, state: dict[str, Any]) -> None:
         buf = io.BytesIO()
         torch.save({**state, "key": self.key}, buf)
-        _write_bytes_atomic(self.url, buf.getvalue())
+        write_bytes_atomic(self.url, buf.getvalue())

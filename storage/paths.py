@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 ENV_VAR = "ACTSCAN_DATA_ROOT"
 DEFAULT_ROOT = "actscan-data"
@@ -18,6 +19,23 @@ DEFAULT_ROOT = "actscan-data"
 def is_url(path: str) -> bool:
     """True when ``path`` carries an fsspec protocol (``s3://``, ``memory://``, ...)."""
     return "://" in str(path)
+
+
+#: Options of every fsspec filesystem actscan opens for a URL (storage.fs, storage.zarr_io,
+#: storage.tables): no directory-listing cache. Listings change under a process - Dask workers
+#: and zarr's own filesystem instance write beside it - and s3fs answers ``exists`` and
+#: ``find`` from a cached listing when it has one, i.e. from the past (a moved group not found,
+#: a rewritten chunk missing). Credentials and endpoints are never passed here: s3fs/botocore
+#: read them from the environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+#: ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL``), which Dask workers of a LocalCluster inherit.
+FS_OPTIONS: dict[str, Any] = {"use_listings_cache": False}
+
+
+def url_to_fs(url: str) -> tuple[Any, str]:
+    """(fsspec filesystem, path without protocol) of a URL, opened with :data:`FS_OPTIONS`."""
+    import fsspec
+
+    return fsspec.core.url_to_fs(url, **FS_OPTIONS)
 
 
 def resolve_data_root(explicit: str | os.PathLike[str] | None = None) -> str:

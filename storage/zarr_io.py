@@ -18,7 +18,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from storage.paths import is_url
+from storage.paths import FS_OPTIONS, is_url, url_to_fs
 
 DEFAULT_CODEC = {"cname": "zstd", "clevel": 3, "shuffle": "bitshuffle"}
 
@@ -32,15 +32,15 @@ def open_group(url: str, mode: str = "a") -> zarr.Group:
     """Open (or create, with mode ``a``/``w``) a Zarr v3 group at a local path or fsspec URL."""
     if mode == "r" and not is_url(url) and not Path(url).exists():
         raise FileNotFoundError(f"no Zarr store at {url}")
+    if is_url(url):  # zarr's own fsspec filesystem: no stale listings either (FS_OPTIONS)
+        return zarr.open_group(store=url, mode=mode, zarr_format=3, storage_options=dict(FS_OPTIONS))
     return zarr.open_group(store=url, mode=mode, zarr_format=3)
 
 
 def remove_store(url: str) -> None:
     """Delete a whole store (local directory or object-store prefix); missing is fine."""
     if is_url(url):
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(url)
+        fs, path = url_to_fs(url)
         if fs.exists(path):
             fs.rm(path, recursive=True)
     elif Path(url).exists():
@@ -70,6 +70,9 @@ def create_rows(
         compressors=[blosc(**codec)] if codec.get("cname") else None,
         fill_value=0,
         overwrite=True,
+        # Every chunk is written, zeros included: a missing chunk then always means lost data
+        # (see verify_chunks) instead of "all fill value".
+        config={"write_empty_chunks": True},
     )
     if attrs:
         arr.attrs.update(_jsonable(attrs))
@@ -99,6 +102,53 @@ def is_complete(url: str) -> bool:
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError, ValueError):
         return False
     return bool(g.attrs.get("complete", False))
+
+
+class StoreIntegrityError(OSError):
+    """A Zarr store lacks a chunk or holds one that cannot be decoded (names store, array, chunk)."""
+
+
+def _chunk_keys(fs: Any, array_path: str) -> set[str]:
+    base = f"{array_path}/c"
+    if not fs.exists(base):
+        return set()
+    return {p[len(base) + 1:] for p in fs.find(base)}
+
+
+def verify_chunks(url: str, arrays: list[str] | None = None) -> int:
+    """Check that every chunk of the group's arrays (or of ``arrays``) exists on storage.
+
+    Returns the number of chunks checked; raises :class:`StoreIntegrityError` naming the store,
+    the array and the first missing chunk. Listing only (no decoding): cheap before a long read.
+    """
+    g = open_group(url, mode="r")
+    fs, root = url_to_fs(url)
+    names = arrays if arrays is not None else sorted(n for n, _ in g.arrays())
+    checked = 0
+    for name in names:
+        if name not in g:
+            raise StoreIntegrityError(f"{url}: array {name!r} is missing")
+        arr = g[name]
+        grid = arr.cdata_shape
+        present = _chunk_keys(fs, f"{root.rstrip('/')}/{name}")
+        for coords in np.ndindex(*grid):
+            key = "/".join(str(c) for c in coords)
+            if key not in present:
+                raise StoreIntegrityError(f"{url}: array {name!r} chunk {key} is missing "
+                                          f"({len(present)} of {int(np.prod(grid))} present)")
+            checked += 1
+    return checked
+
+
+def read_rows(arr: zarr.Array, start: int, stop: int, where: str = "") -> np.ndarray:
+    """``arr[start:stop]``, with a decoding failure reported as StoreIntegrityError naming the
+    store, array and chunk instead of a codec traceback."""
+    try:
+        return np.asarray(arr[start:stop])
+    except Exception as exc:
+        c = start // arr.chunks[0]
+        raise StoreIntegrityError(f"{where or arr.store}: array {arr.path!r} chunk {c}: "
+                                  f"unreadable ({type(exc).__name__}: {exc})") from exc
 
 
 def _jsonable(obj: Any) -> Any:

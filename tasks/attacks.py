@@ -9,7 +9,7 @@ Images are (N, 1, 28, 28) float32 in [0, 1]; norms are in that pixel space.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,13 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-# The paper's parameters (METHODS.md): FGSM eps 0.01 in [0, 1] pixel space;
-# BIM eps 0.01 in 100 steps of 0.002; DeepFool epsilon 1e-6, 100 iterations.
-PAPER_ATTACKS: dict[str, dict[str, Any]] = {
-    "fgsm": {"eps": 0.01},
-    "bim": {"eps": 0.01, "eps_step": 0.002, "max_iter": 100},
-    "deepfool": {"epsilon": 1e-6, "max_iter": 100},
-}
+ATTACKS: tuple[str, ...] = ("fgsm", "bim", "deepfool")  # parameters: tasks/spec.py + tasks/setups/
 
 
 class BatchCheckpoint(Protocol):
@@ -162,7 +156,7 @@ def run_attack(
     model: torch.nn.Module,
     x: np.ndarray,
     name: str,
-    params: dict[str, Any] | None = None,
+    params: dict[str, Any],
     *,
     batch_size: int = 128,
     on_batch: Callable[[int, int], None] | None = None,
@@ -173,7 +167,8 @@ def run_attack(
 ) -> AttackResult:
     """Attack every image of ``x`` (N, 1, H, W) and keep the successful ones.
 
-    ``params`` default to :data:`PAPER_ATTACKS[name]`. ``on_batch(done, total)`` reports progress.
+    ``params``: the attack's ART parameters (e.g. ``{"eps": 0.01}`` for FGSM; the presets in
+    tasks/setups/ hold the papers'). ``on_batch(done, total)`` reports progress.
     ``keep_all``: also return every noised image, successful or not, as ``extra["x_adv_all"]``
     (N, 1, H, W) (e.g. to poison a training set). ``row_cache``: run DeepFool on
     :func:`row_cached_classifier` (same result, skips recomputing rows DeepFool did not move).
@@ -185,9 +180,9 @@ def run_attack(
         raise ValueError(f"x: expected (N, C, H, W) images, got shape {x.shape}")
     if len(x) == 0:
         raise ValueError("x: no images to attack")
-    if name not in PAPER_ATTACKS:
-        raise ValueError(f"unknown attack {name!r}; known: {sorted(PAPER_ATTACKS)}")
-    params = dict(PAPER_ATTACKS[name] if params is None else params)
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; known: {', '.join(ATTACKS)}")
+    params = dict(params)
     t0 = time.perf_counter()
     logits_dim = model(torch.zeros((1, *x.shape[1:]), device=next(model.parameters()).device)).shape[1]
     clf = art_classifier(model, tuple(x.shape[1:]), int(logits_dim))
@@ -222,81 +217,3 @@ def run_attack(
         n_attempted=len(x),
         extra={"seconds": round(time.perf_counter() - t0, 3), **({"x_adv_all": x_adv} if keep_all else {})},
     )
-
-
-def write_attack_store(
-    url: str,
-    x_clean: np.ndarray,
-    clean_index: np.ndarray,
-    results: Sequence[AttackResult],
-    *,
-    labels: np.ndarray | None = None,
-    chunk_rows: int = 1000,
-    attrs: dict[str, Any] | None = None,
-) -> str:
-    """Write the attacked clean originals and each attack's successful records to Zarr.
-
-    Layout of the group at ``url`` (overwritten)::
-
-        x_clean (N, 1, H, W) float32   the clean originals that were attacked
-        index   (N,) int64             their rows in the data set
-        label   (N,) int64             their true labels (when ``labels`` is given)
-        <attack>/x_adv (K, 1, H, W)    successful noised images
-        <attack>/position (K,) int64   row of each in x_clean / index (back to the original)
-        <attack>/index (K,) int64      row of each in the data set (= index[position])
-        <attack>/pred_clean, pred_adv (K,) int64; linf, l2 (K,) float32
-        <attack>.attrs                 params, n_attempted, n_success, success_rate, seconds
-
-    ``results[i].index`` are positions in ``x_clean``. The group is marked complete last.
-    """
-    from storage.zarr_io import create_rows, mark_complete, open_group, remove_store, write_rows
-
-    x_clean = np.asarray(x_clean, dtype=np.float32)
-    clean_index = np.asarray(clean_index, dtype=np.int64)
-    if len(clean_index) != len(x_clean):
-        raise ValueError(f"clean_index has {len(clean_index)} rows for {len(x_clean)} images")
-    if labels is not None and len(labels) != len(x_clean):
-        raise ValueError(f"labels has {len(labels)} rows for {len(x_clean)} images")
-    names = [r.name for r in results]
-    if len(set(names)) != len(names):
-        raise ValueError(f"results: duplicate attack names {names}")
-    remove_store(url)
-    group = open_group(url, mode="w")
-    write_rows(group, "x_clean", x_clean, chunk_rows)
-    write_rows(group, "index", clean_index, chunk_rows)
-    if labels is not None:
-        write_rows(group, "label", np.asarray(labels, np.int64), chunk_rows)
-    for res in results:
-        if len(res.index) and (res.index.min() < 0 or res.index.max() >= len(x_clean)):
-            raise ValueError(f"attack {res.name}: positions outside 0..{len(x_clean) - 1}")
-        sub = group.require_group(res.name)
-        arrays = {"x_adv": res.x_adv.astype(np.float32), "position": res.index.astype(np.int64),
-                  "index": clean_index[res.index], "pred_clean": res.pred_clean.astype(np.int64),
-                  "pred_adv": res.pred_adv.astype(np.int64), "linf": res.linf.astype(np.float32),
-                  "l2": res.l2.astype(np.float32)}
-        for arr_name, arr in arrays.items():
-            if len(arr):
-                write_rows(sub, arr_name, arr, chunk_rows)
-            else:
-                create_rows(sub, arr_name, 0, arr.shape[1:], arr.dtype, chunk_rows)
-        sub.attrs.update(_jsonable_summary(res))
-    mark_complete(group, attacks=names, n_clean=len(x_clean), **(attrs or {}))
-    return url
-
-
-def read_attack(url: str, name: str) -> dict[str, np.ndarray]:
-    """The arrays of one attack group of a store written by :func:`write_attack_store`."""
-    from storage.zarr_io import is_complete, open_group
-
-    if not is_complete(url):
-        raise FileNotFoundError(f"no complete attack store at {url}")
-    group = open_group(url, mode="r")
-    if name not in group:
-        raise KeyError(f"attack {name!r} not in {url}; has {list(group.group_keys())}")
-    return {k: np.asarray(v[:]) for k, v in group[name].arrays()}
-
-
-def _jsonable_summary(res: AttackResult) -> dict[str, Any]:
-    import json
-
-    return json.loads(json.dumps(res.summary(), default=float))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterator
 
@@ -37,7 +38,7 @@ def dask_client(address: str | None = None, n_workers: int = 2,
     scratch = tempfile.mkdtemp(prefix="actscan-dask-")
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
                            processes=True, memory_limit=memory_limit, dashboard_address=None,
-                           local_directory=scratch, silence_logs=logging.WARNING)
+                           local_directory=scratch, silence_logs=logging.ERROR)
     client = Client(cluster)
     log.info("started a local Dask cluster: %d worker processes", n_workers)
     try:
@@ -45,3 +46,4 @@ def dask_client(address: str | None = None, n_workers: int = 2,
     finally:
         client.close()
         cluster.close()
+        shutil.rmtree(scratch, ignore_errors=True)  # no actscan-dask-* folder left behind

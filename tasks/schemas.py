@@ -6,6 +6,7 @@ import pyarrow as pa
 
 SCORES_SCHEMA = pa.schema([
     ("run_id", pa.string()),
+    ("autoencoder", pa.string()),       # "autoencoder" or a poisoned one, e.g. autoencoder-poison-1pct
     ("layer", pa.string()),             # layer name (paper's names) or "recon_error"
     ("layer_index", pa.int64()),        # forward order; recon_error last
     ("record_set", pa.string()),        # "clean" or an attack name
@@ -19,6 +20,7 @@ SCORES_SCHEMA = pa.schema([
 
 AUROC_SCHEMA = pa.schema([
     ("run_id", pa.string()),
+    ("autoencoder", pa.string()),
     ("layer", pa.string()),
     ("layer_index", pa.int64()),
     ("attack", pa.string()),

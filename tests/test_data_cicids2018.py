@@ -8,15 +8,15 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pytest
-from conftest_data import isolated_cache, leftovers  # noqa: F401
 
 from storage.datasets import open_dataset
 from storage.quality import read_quality
 from tasks.data import cicids2018 as ids
-from tasks.data.cicids2018_pandas import pandas_reference
 from tasks.data.errors import DataFormatError, DataUnavailableError
 from tasks.data.ingest import ingest_dataset
-from tasks.data.synthetic import day_file_name, write_cicids2018, write_cicids2018_day
+from tests.conftest_data import isolated_cache, leftovers  # noqa: F401
+from tests.fixtures.cicids2018_pandas import pandas_reference
+from tests.fixtures.synthetic_data import day_file_name, write_cicids2018, write_cicids2018_day
 
 DAYS3 = ["Wednesday-14-02-2018", "Friday-16-02-2018", "Tuesday-20-02-2018"]
 ARRAYS = ("X", "y", "split", "family", "timestamp")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import typer
-from conftest_data import isolated_cache  # noqa: F401
 from typer.testing import CliRunner
 
 from actscan.cli_ingest import register
-from tasks.data.synthetic import write_nsl_kdd
+from tests.conftest_data import isolated_cache  # noqa: F401
+from tests.fixtures.synthetic_data import write_nsl_kdd
 
 
 def _app() -> typer.Typer:

@@ -7,7 +7,6 @@ import struct
 
 import numpy as np
 import pytest
-from conftest_data import isolated_cache, leftovers  # noqa: F401
 
 from storage.datasets import open_dataset
 from tasks.data.errors import DataFormatError, DataUnavailableError, UnsafeArchiveError
@@ -20,7 +19,8 @@ from tasks.data.idx import (
     write_idx,
 )
 from tasks.data.ingest import ingest_dataset
-from tasks.data.synthetic import write_emnist_zip, write_idx_set
+from tests.conftest_data import isolated_cache, leftovers  # noqa: F401
+from tests.fixtures.synthetic_data import write_emnist_zip, write_idx_set
 
 
 @pytest.mark.parametrize("compress", [True, False])

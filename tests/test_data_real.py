@@ -6,11 +6,11 @@ import hashlib
 
 import numpy as np
 import pytest
-from conftest_data import SHARED_DATA, isolated_cache  # noqa: F401
 
 from storage.datasets import open_dataset
-from tasks.data.download import PUBLISHED
 from tasks.data.ingest import ingest_dataset
+from tasks.data.published import PUBLISHED
+from tests.conftest_data import SHARED_DATA, isolated_cache  # noqa: F401
 
 pytestmark = pytest.mark.realdata
 

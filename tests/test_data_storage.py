@@ -8,7 +8,6 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import zarr
-from conftest_data import isolated_cache, leftovers  # noqa: F401
 
 from storage.datasets import (
     SPLITS,
@@ -21,6 +20,7 @@ from storage.datasets import (
     write_dataset,
 )
 from storage.quality import SCHEMA, read_quality, write_quality
+from tests.conftest_data import isolated_cache, leftovers  # noqa: F401
 
 
 def _arrays(n: int = 5000, seed: int = 0):
@@ -123,7 +123,7 @@ def test_quality_table_roundtrip(tmp_path, root_kind):
 
 
 def test_row_scratch_roundtrip(tmp_path):
-    from tasks.data.scratch import RowScratch
+    from storage.row_scratch import RowScratch
 
     data = np.random.default_rng(0).random((10_007, 78)).astype(np.float32)
     s = RowScratch(str(tmp_path / "raw.f32"), 78, buffer_bytes=1 << 16)  # many aligned flushes

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest_data import isolated_cache, leftovers  # noqa: F401
 
 from storage.datasets import open_dataset
 from storage.quality import read_quality
 from tasks.data.errors import DataFormatError
 from tasks.data.ingest import ingest_dataset
 from tasks.data.labels import NSL_KDD_CLASSES, NSL_KDD_FAMILY_NAMES
-from tasks.data.synthetic import write_creditcard, write_nsl_kdd
+from tests.conftest_data import isolated_cache, leftovers  # noqa: F401
+from tests.fixtures.synthetic_data import write_creditcard, write_nsl_kdd
 
 
 def test_nsl_kdd_fixture(tmp_path):

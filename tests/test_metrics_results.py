@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from tasks.metrics import auroc
-from tasks.stages import auroc_table
+from tasks.stages.results import auroc_table
 
 
 def test_auroc_matches_sklearn_with_ties() -> None:
@@ -35,7 +35,8 @@ def test_auroc_table_contents() -> None:
             rows.append((layer, li, "fgsm", s if layer == "a" else 2.0))
         rows.append((layer, li, "bim", 0.0 if layer == "a" else 2.0))
     df = pd.DataFrame(rows, columns=["layer", "layer_index", "record_set", "score"])
-    t = auroc_table(df, ["fgsm", "bim"])
+    df.insert(0, "autoencoder", "autoencoder")
+    t = auroc_table(df)
     got = {(r.layer, r.attack): (r.auroc, r.n_clean, r.n_noised) for r in t.itertuples()}
     assert got[("a", "fgsm")] == (1.0, 3, 2)
     assert got[("a", "bim")] == (0.0, 3, 1)

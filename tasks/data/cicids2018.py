@@ -57,7 +57,8 @@ import pyarrow.csv as pacsv
 
 from storage.datasets import DatasetWriter
 from storage.paths import is_url
-from tasks.data.csv_strict import NULL_VALUES, check_header, read_header
+from storage.row_scratch import RowScratch
+from tasks.data.csv_reader import NULL_VALUES, check_header, read_header
 from tasks.data.errors import DataFormatError, DataUnavailableError
 from tasks.data.labels import (
     CICIDS2018_CLASSES,
@@ -66,7 +67,6 @@ from tasks.data.labels import (
     family_index_of_classes,
 )
 from tasks.data.preprocess import DEFAULT_FRACTIONS, TRAIN, MinMaxScaler, OneHotEncoder, split_codes
-from tasks.data.scratch import RowScratch
 from tasks.data.sources import SourceFile, sha256_of
 
 COLUMNS: list[str] = [

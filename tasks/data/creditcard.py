@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from tasks.data.csv_strict import check_header, parse_csv, read_bytes, read_header
+from tasks.data.csv_reader import check_header, parse_csv, read_bytes, read_header
 from tasks.data.errors import DataFormatError, DataUnavailableError
 from tasks.data.labels import CREDITCARD_CLASSES, CREDITCARD_FAMILY_NAMES
-from tasks.data.prepared import Prepared
+from tasks.data.prepared_dataset import PreparedDataset
 from tasks.data.preprocess import DEFAULT_FRACTIONS, TRAIN, MinMaxScaler, finite_rows, split_codes
 from tasks.data.sources import find_first, sha256_of
 
@@ -34,7 +34,7 @@ def find_file(source: str) -> str:
     return p
 
 
-def prepare(path: str, *, seed: int = 0) -> Prepared:
+def prepare(path: str, *, seed: int = 0) -> PreparedDataset:
     """X (N, 29) float32, y (N,) 0/1, family = y, split 80/5/15, extra ``time`` (s, float64)."""
     data = read_bytes(path)
     header = read_header(path, data)
@@ -81,5 +81,5 @@ def prepare(path: str, *, seed: int = 0) -> Prepared:
         "non_finite": non_finite,
         "negative": int((cols["Amount"][ok] < 0).sum()),
     }]  # fmt: skip
-    return Prepared(X=X, y=y, split=split, family=y.astype(np.int8), attrs=attrs,
-                    quality=quality, extras={"time": t})
+    return PreparedDataset(X=X, y=y, split=split, family=y.astype(np.int8), attrs=attrs,
+                           quality=quality, extras={"time": t})

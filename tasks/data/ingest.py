@@ -24,14 +24,12 @@ from storage.datasets import read_attrs, write_dataset
 from storage.paths import is_url, resolve_data_root
 from storage.quality import quality_url, write_quality
 from tasks.data import cicids2018, creditcard, mnist, nsl_kdd
-from tasks.data.download import ensure_files
 from tasks.data.errors import DataUnavailableError
-from tasks.data.prepared import Prepared
+from tasks.data.names import DATASETS
+from tasks.data.prepared_dataset import PreparedDataset
+from tasks.data.published import ensure_files
 from tasks.data.sources import SourceFile, cache_dir, sha256_cached, sha256_of
 
-DATASETS: tuple[str, ...] = (
-    "mnist", "fashion-mnist", "emnist-letters", "nsl-kdd", "cicids2018", "creditcard",
-)  # fmt: skip
 CODE_VERSION = "1"  # bump when parsing/preprocessing changes the output arrays
 DEFAULT_VERSION = "v1"
 
@@ -96,7 +94,7 @@ def _flat_paths(name: str, files: Any) -> list[str]:
     return [d.path for d in files]
 
 
-def _prepare(name: str, files: Any, seed: int) -> Prepared:
+def _prepare(name: str, files: Any, seed: int) -> PreparedDataset:
     if name in ("mnist", "fashion-mnist", "emnist-letters"):
         return mnist.prepare_images(name, files, seed=seed)
     if name == "nsl-kdd":
@@ -122,7 +120,7 @@ def ingest_dataset(
     """Ingest data set ``name`` from ``source`` (folder, file or fsspec URL) into the store.
 
     Without ``source``: the local cache of published files, downloading missing ones
-    (:func:`tasks.data.download.ensure_files`); for cicids2018 the public S3 bucket.
+    (:func:`tasks.data.published.ensure_files`); for cicids2018 the public S3 bucket.
     ``days`` (cicids2018 only) selects day files. ``force`` rebuilds even when up to date.
     Raises :class:`DataUnavailableError` (what to fetch, where) or :class:`DataFormatError`.
     """

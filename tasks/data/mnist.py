@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from tasks.data.download import safe_extract
+from storage.archives import safe_extract
 from tasks.data.errors import DataFormatError, DataUnavailableError
 from tasks.data.idx import read_idx_images, read_idx_labels
 from tasks.data.labels import EMNIST_LETTERS_CLASSES, FASHION_MNIST_CLASSES, MNIST_CLASSES
-from tasks.data.prepared import Prepared
+from tasks.data.prepared_dataset import PreparedDataset
 from tasks.data.preprocess import PUBLISHED_TEST_FRACTIONS, TEST, split_codes
 from tasks.data.sources import find_first, sha256_of
 
@@ -98,7 +98,7 @@ def load_pair(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarra
 
 def prepare_images(
     dataset: str, files: dict[str, tuple[str, str]], *, seed: int = 0
-) -> Prepared:
+) -> PreparedDataset:
     """Read train/test IDX pairs and build the (N, 1, 28, 28) float32 dataset.
 
     Rows: published train rows first (split train/validation 80:5), then the test rows.
@@ -156,4 +156,4 @@ def prepare_images(
         "split_policy": "published test set; published train split 80:5 train/validation (blocked, seeded)",
         "seed": seed,
     }
-    return Prepared(X=X, y=y, split=split, family=None, attrs=attrs, quality=quality)
+    return PreparedDataset(X=X, y=y, split=split, family=None, attrs=attrs, quality=quality)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from tasks.data.csv_strict import parse_csv, read_bytes
+from tasks.data.csv_reader import parse_csv, read_bytes
 from tasks.data.errors import DataFormatError, DataUnavailableError
 from tasks.data.labels import (
     NSL_KDD_CLASSES,
@@ -24,7 +24,7 @@ from tasks.data.labels import (
     NSL_KDD_FAMILY_NAMES,
     family_index_of_classes,
 )
-from tasks.data.prepared import Prepared
+from tasks.data.prepared_dataset import PreparedDataset
 from tasks.data.preprocess import (
     PUBLISHED_TEST_FRACTIONS,
     TEST,
@@ -110,7 +110,7 @@ def find_files(source: str, train_file: str = TRAIN_FILE, test_file: str = TEST_
     return tr, te
 
 
-def prepare(train_path: str, test_path: str, *, seed: int = 0) -> Prepared:
+def prepare(train_path: str, test_path: str, *, seed: int = 0) -> PreparedDataset:
     """Build the NSL-KDD dataset: X (N, 38 + one-hot) float32, y, family, split, level."""
     tr, te = read_file(train_path), read_file(test_path)
     n_tr, n_te = len(tr["y"]), len(te["y"])
@@ -163,5 +163,5 @@ def prepare(train_path: str, test_path: str, *, seed: int = 0) -> Prepared:
         "seed": seed,
     }
     level = np.concatenate([tr["level"], te["level"]])
-    return Prepared(X=X, y=y, split=split, family=family, attrs=attrs, quality=quality,
-                    extras={"level": level})
+    return PreparedDataset(X=X, y=y, split=split, family=family, attrs=attrs, quality=quality,
+                           extras={"level": level})

@@ -97,3 +97,71 @@ class ConvAutoencoder(nn.Module):
 
     def config(self) -> dict[str, object]:
         return {"class": "ConvAutoencoder", "kwargs": {}}
+
+
+A3_CONV_LAYER_NAMES: tuple[str, ...] = (
+    "conv2d_1", "max_pool_1", "conv2d_2", "max_pool_2", "conv2d_3", "max_pool_3",
+    "conv2d_4", "up_sampl_1", "conv2d_5", "up_sampl_2", "conv2d_6", "spatial_dropout",
+    "up_sampl_3", "conv2d_7",
+)
+
+# The six ReLU activations the A^3 authors' alarm network reads (their Keras model applies each
+# ReLU after its max-pool; ReLU and max-pool commute, so these are the same values).
+A3_CONV_HIDDEN: tuple[str, ...] = (
+    "max_pool_1", "max_pool_2", "max_pool_3", "conv2d_4", "conv2d_5", "conv2d_6",
+)
+
+
+class A3ConvAutoencoder(nn.Module):
+    """The A^3 authors' MNIST target (experiments 1, 2 and 4): :class:`ConvAutoencoder` with
+    spatial dropout (``nn.Dropout2d``, default p 0.1) on the (16, 14, 14) output of
+    ``conv2d_6``, before the last up-sampling (authors' ``libs/architecture.py: conv_ae``).
+
+    14 named layers (:data:`A3_CONV_LAYER_NAMES`), 4385 trainable parameters, input and output
+    (N, 1, 28, 28) in [0, 1]. The authors put the dropout between ``conv2d_6``'s convolution
+    and its ReLU; dropout scales each channel by 0 or 1 / (1 - p), which commutes with ReLU,
+    so dropout after the ReLU is the same function. Dropout acts in training mode only.
+    """
+
+    def __init__(self, p_dropout: float = 0.1) -> None:
+        super().__init__()
+        if not 0.0 <= p_dropout < 1.0:
+            raise ValueError(f"p_dropout must be in [0, 1), got {p_dropout!r}")
+        self.p_dropout = float(p_dropout)
+        relu = nn.ReLU
+        self.layers = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv2d_1", _ConvAct(1, 16, "same", relu())),
+                    ("max_pool_1", nn.MaxPool2d(2, ceil_mode=True)),
+                    ("conv2d_2", _ConvAct(16, 8, "same", relu())),
+                    ("max_pool_2", nn.MaxPool2d(2, ceil_mode=True)),
+                    ("conv2d_3", _ConvAct(8, 8, "same", relu())),
+                    ("max_pool_3", nn.MaxPool2d(2, ceil_mode=True)),
+                    ("conv2d_4", _ConvAct(8, 8, "same", relu())),
+                    ("up_sampl_1", nn.Upsample(scale_factor=2, mode="nearest")),
+                    ("conv2d_5", _ConvAct(8, 8, "same", relu())),
+                    ("up_sampl_2", nn.Upsample(scale_factor=2, mode="nearest")),
+                    ("conv2d_6", _ConvAct(8, 16, 0, relu())),
+                    ("spatial_dropout", nn.Dropout2d(self.p_dropout)),
+                    ("up_sampl_3", nn.Upsample(scale_factor=2, mode="nearest")),
+                    ("conv2d_7", _ConvAct(16, 1, "same", nn.Sigmoid())),
+                ]
+            )
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, 28, 28) in [0, 1] -> reconstruction (N, 1, 28, 28) in (0, 1)."""
+        return self.layers(x)
+
+    def named_activation_layers(self) -> OrderedDict[str, nn.Module]:
+        """The 14 layers by name, in forward order."""
+        return OrderedDict(self.layers.named_children())
+
+    def hidden_layer_names(self) -> list[str]:
+        """The six hidden ReLU activations A^3's alarm network reads (:data:`A3_CONV_HIDDEN`):
+        widths 3136, 392, 128, 128, 512, 3136 (7432 in all)."""
+        return list(A3_CONV_HIDDEN)
+
+    def config(self) -> dict[str, object]:
+        return {"class": "A3ConvAutoencoder", "kwargs": {"p_dropout": self.p_dropout}}

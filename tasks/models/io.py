@@ -15,13 +15,15 @@ from torch import nn
 
 from storage.checkpoints import load_state_dict, read_checkpoint_config, save_checkpoint
 from storage.registry import register_model
+from tasks.models.alarm import AlarmNetwork
 from tasks.models.classifier import SmallCNN
-from tasks.models.conv_autoencoder import ConvAutoencoder
+from tasks.models.conv_autoencoder import A3ConvAutoencoder, ConvAutoencoder
 from tasks.models.dense import VAE, DenseAutoencoder
 
 MODEL_CLASSES: dict[str, type[nn.Module]] = {
     "ConvAutoencoder": ConvAutoencoder, "SmallCNN": SmallCNN,
     "DenseAutoencoder": DenseAutoencoder, "VAE": VAE,
+    "A3ConvAutoencoder": A3ConvAutoencoder, "AlarmNetwork": AlarmNetwork,
 }
 
 
@@ -35,16 +37,19 @@ def build_model(conf: dict[str, Any]) -> nn.Module:
 
 def save_model(model: nn.Module, stem: str, *, name: str, run_id: str,
                data: dict[str, Any], params: dict[str, Any], metrics: dict[str, Any],
-               data_root: str | None = None, register: bool = True) -> dict[str, Any]:
+               data_root: str | None = None, register: bool = True,
+               key: str | None = None) -> dict[str, Any]:
     """Checkpoint ``model`` at ``stem`` with its config, data, params and metrics; register it.
 
-    The model must define ``config()``. Returns the checkpoint's JSON record.
+    ``key``: the content key of what trained it (data fingerprint + parameters), stored so a
+    later run with the same inputs reuses the checkpoint. The model must define ``config()``.
+    Returns the checkpoint's JSON record.
     """
     if not hasattr(model, "config"):
         raise TypeError(f"model {type(model).__name__} has no config(); cannot be rebuilt")
     record = save_checkpoint(model, stem, {"model": model.config(), "data": data,
                                            "params": params, "metrics": metrics, "name": name,
-                                           "run_id": run_id})
+                                           "run_id": run_id, "key": key})
     if register:
         register_model(data_root, name=name, run_id=run_id, checkpoint=stem, record=record)
     return record

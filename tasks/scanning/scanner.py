@@ -1,11 +1,16 @@
-"""``SubsetScanner``: the subset scanning estimator (scikit-learn style).
+"""``SubsetScanner``: the subset scanning estimator (a scikit-learn ``BaseEstimator``).
 
     sc = SubsetScanner(score="berk_jones", alpha_max=0.5, tail="upper").fit(background)  # (M, J)
-    scores = sc.score_samples(X)      # (N, J) -> (N,) float64
+    scores = sc.score_samples(X)      # (N, J) -> (N,) float64, higher = more anomalous
     res = sc.scan(X)                  # IndividualScanResult
     g = sc.scan_group(X, restarts=10, seed=0, grid="art")  # GroupScanResult
+    sc = SubsetScanner(holdout=0.2, fpr=0.05).fit(background)  # threshold_ from held-out rows
+    sc.predict(X)                     # (N,) int64, 1 = anomalous (score > threshold_)
 
-Parameters live in ``__init__``; fitted state in trailing-underscore attributes. The p-values are
+Parameters live in ``__init__`` (stored verbatim: ``get_params`` / ``set_params`` / ``clone``
+work); fitted state in trailing-underscore attributes; an unfitted scanner raises
+:class:`ScannerNotFittedError` (a ``NotFittedError``). The detector contract of
+``tasks.detectors.base`` (``decision_function``, ``calibrate``, ``predict``) holds here too. The p-values are
 integer counts ``c / (M + 1)`` (see ``pvalues.py``); backends: ``"numpy"`` (reference),
 ``"numba"`` (compiled, parallel, CPU) and ``"torch"`` (CPU or CUDA); ``"auto"`` picks torch when
 ``device`` is CUDA or torch is already imported and sees a GPU, else numba, else numpy. All backends return the same
@@ -20,6 +25,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
+
+from tasks.detectors.base import DEFAULT_FPR, threshold_at_fpr
 
 from . import fgss as _fgss
 from . import ltss as _ltss
@@ -29,6 +38,11 @@ from .scores import ScoreFunction, get_score
 
 Backend = Literal["auto", "numpy", "numba", "torch"]
 BACKENDS = ("auto", "numpy", "numba", "torch")
+
+
+class ScannerNotFittedError(NotFittedError, RuntimeError):
+    """Use of an unfitted :class:`SubsetScanner`: scikit-learn's ``NotFittedError``, and still a
+    ``RuntimeError`` (what the scanner raised before it became an estimator)."""
 
 
 @dataclass
@@ -79,7 +93,7 @@ class IndividualScanResult:
         return m
 
 
-class SubsetScanner:
+class SubsetScanner(BaseEstimator):
     """Subset scanning of activations against a clean background.
 
     Args:
@@ -93,6 +107,16 @@ class SubsetScanner:
             (records x nodes), which bounds their temporary memory (~8 bytes a value).
         n_threads: threads of the compiled kernels; None = numba's thread count, or 1 while the
             machine is oversubscribed by other work (see ``kernels.pick_threads``).
+        fpr: false-positive rate in [0, 1) of ``threshold_`` (from the held-out rows, or the
+            default of :meth:`calibrate`).
+        holdout: fraction in [0, 1) of the background rows that ``fit`` keeps out of the p-value
+            reference (a seeded random choice, at least one row) to set ``threshold_`` = the
+            (1 - fpr) quantile of their scores. 0 (default): every row is reference, no threshold.
+        random_state: seed of the held-out rows (``numpy.random.default_rng(random_state)``).
+
+    Fitted attributes: ``n_features_in_`` (J), ``classes_``, ``n_background_`` (reference rows
+    per class), ``sorted_cols_``; with ``holdout > 0`` also ``holdout_indices_`` (int64 rows of
+    the background held out, ascending), ``decision_scores_`` (their scores) and ``threshold_``.
     """
 
     def __init__(
@@ -104,6 +128,9 @@ class SubsetScanner:
         device: str | None = None,
         block_values: int = 1 << 23,
         n_threads: int | None = None,
+        fpr: float = DEFAULT_FPR,
+        holdout: float = 0.0,
+        random_state: int = 0,
     ) -> None:
         self.score = score
         self.alpha_max = alpha_max
@@ -112,6 +139,9 @@ class SubsetScanner:
         self.device = device
         self.block_values = block_values
         self.n_threads = n_threads
+        self.fpr = fpr
+        self.holdout = holdout
+        self.random_state = random_state
 
     # ------------------------------------------------------------------ validation
     def _check_params(self) -> None:
@@ -128,6 +158,11 @@ class SubsetScanner:
             raise ValueError(f"block_values must be >= 1, got {self.block_values!r}")
         if self.n_threads is not None and int(self.n_threads) < 1:
             raise ValueError(f"n_threads must be >= 1 or None, got {self.n_threads!r}")
+        _check_fraction(self.fpr, "fpr")
+        _check_fraction(self.holdout, "holdout")
+        rs = self.random_state
+        if isinstance(rs, bool) or not isinstance(rs, (int, np.integer)) or int(rs) < 0:
+            raise ValueError(f"random_state must be an integer >= 0, got {rs!r}")
         self.score_fn_ = get_score(self.score)
 
     @staticmethod
@@ -153,28 +188,69 @@ class SubsetScanner:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "sorted_cols_"):
-            raise RuntimeError("this SubsetScanner is not fitted yet: call fit(background) first")
+            raise ScannerNotFittedError(
+                "this SubsetScanner is not fitted yet: call fit(background) first"
+            )
 
     # ------------------------------------------------------------------ fit
     def fit(self, background: Any, y: Any = None) -> SubsetScanner:
-        """Sort the background (M, J) per node (once). ``y`` (M,): class-conditional backgrounds."""
+        """Sort the background (M, J) per node (once). ``y`` (M,): class-conditional backgrounds.
+
+        With ``holdout > 0`` a seeded fraction of the rows is scored against the others instead
+        of joining the reference, and sets ``threshold_`` at ``fpr`` (scored like ``predict(X)``
+        without ``y``: the minimum over classes for class-conditional scanners).
+        """
         self._check_params()
         bg = self._check_array(background, "background")
         if bg.shape[0] < 1:
             raise ValueError("background is empty: it needs at least one record (M >= 1)")
         if bg.shape[1] < 1:
             raise ValueError("background has no nodes (J == 0)")
+        if y is not None:
+            y = np.asarray(y)
+            if y.shape != (bg.shape[0],):
+                raise ValueError(
+                    f"y must have shape ({bg.shape[0]},) to match background, got {y.shape}"
+                )
+        for name in ("threshold_", "decision_scores_", "holdout_indices_"):
+            self.__dict__.pop(name, None)  # a refit forgets the previous calibration
+        held = self._holdout_rows(bg.shape[0])
+        if held is not None:
+            keep = np.ones(bg.shape[0], dtype=bool)
+            keep[held] = False
+            bg_held, bg = bg[held], bg[keep]
+            if y is not None:
+                missing = np.setdiff1d(np.unique(y), y[keep])
+                if missing.size:
+                    raise ValueError(f"holdout: class {missing[0].tolist()!r} has no background row left "
+                                     "in the reference (lower holdout)")
+                y = y[keep]
+        self._fit_reference(bg, y)
+        if held is not None:
+            self.holdout_indices_ = held
+            self.decision_scores_ = self.score_samples(bg_held)
+            self.threshold_ = threshold_at_fpr(self.decision_scores_, float(self.fpr))
+        return self
+
+    def _holdout_rows(self, M: int) -> np.ndarray | None:
+        """Ascending int64 indices of the held-out background rows, or None (holdout == 0)."""
+        if float(self.holdout) == 0.0:
+            return None
+        n = max(1, round(float(self.holdout) * M))
+        if n >= M:
+            raise ValueError(f"holdout: holding out {n} of {M} background rows leaves none for "
+                             "the reference")
+        rng = np.random.default_rng(int(self.random_state))
+        return np.sort(rng.permutation(M)[:n]).astype(np.int64)
+
+    def _fit_reference(self, bg: np.ndarray, y: np.ndarray | None) -> None:
+        """Sort the reference rows ``bg`` (M, J) per node, one background per class of ``y``."""
         self.n_features_in_ = bg.shape[1]
         self.dtype_ = bg.dtype
         if y is None:
             self.classes_ = None
             self.sorted_cols_ = [_pv.sort_background(bg)]
         else:
-            y = np.asarray(y)
-            if y.shape != (bg.shape[0],):
-                raise ValueError(
-                    f"y must have shape ({bg.shape[0]},) to match background, got {y.shape}"
-                )
             self.classes_ = np.unique(y)
             self.sorted_cols_ = [_pv.sort_background(bg[y == c]) for c in self.classes_]
         self.n_background_ = np.array([s.shape[1] for s in self.sorted_cols_], dtype=np.int64)
@@ -184,7 +260,6 @@ class SubsetScanner:
         )
         self.backend_ = self._resolve_backend()
         self._cache: dict[Any, Any] = {}
-        return self
 
     @property
     def sorted_background_(self) -> np.ndarray:
@@ -341,8 +416,34 @@ class SubsetScanner:
         )
 
     def score_samples(self, X: Any, y: Any = None) -> np.ndarray:
-        """Individual-scan score of every record: (N, J) -> (N,) float64 (higher = more anomalous)."""
+        """Individual-scan score F(S*) of every record: (N, J) -> (N,) float64, >= 0.
+
+        Higher = more anomalous (as PyOD's ``decision_function``); ``y`` as in :meth:`scan`.
+        """
         return self.scan(X, y).scores
+
+    def decision_function(self, X: Any, y: Any = None) -> np.ndarray:
+        """PyOD's name for :meth:`score_samples`: (N, J) -> (N,) float64, higher = more anomalous."""
+        return self.score_samples(X, y)
+
+    def calibrate(self, X_clean: Any, fpr: float | None = None, y: Any = None) -> SubsetScanner:
+        """Set ``threshold_`` so that a fraction ``fpr`` (default ``self.fpr``) of the held-out
+        clean records ``X_clean`` (N, J), none of them in the background, score above it."""
+        self._check_fitted()
+        f = self.fpr if fpr is None else fpr
+        _check_fraction(f, "fpr")
+        self.decision_scores_ = self.score_samples(X_clean, y)
+        self.threshold_ = threshold_at_fpr(self.decision_scores_, float(f))
+        return self
+
+    def predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """(N, J) -> (N,) int64: 1 where the score exceeds ``threshold_`` (anomalous), else 0."""
+        self._check_fitted()
+        if not hasattr(self, "threshold_"):
+            raise ScannerNotFittedError(
+                "this SubsetScanner has no threshold_: fit with holdout > 0 or call calibrate()"
+            )
+        return (self.score_samples(X, y) > self.threshold_).astype(np.int64)
 
     def pvalue_ranges(self, X: Any, y: Any = None) -> np.ndarray:
         """p-value ranges (N, J, 2) float64, ``[..., 0] = p_min``, ``[..., 1] = p_max``.
@@ -464,6 +565,14 @@ class SubsetScanner:
             return kernels.counts_numba(self._cols(cls, dt), X, self.tail, D)
         idx = self._indexes(cls, dt) if c_max == int(self.c_max_[cls]) else None
         return kernels.counts_numba(self._cols(cls, dt), X, self.tail, D, c_max, D + 1, idx)
+
+
+def _check_fraction(v: Any, name: str) -> None:
+    """ValueError unless ``v`` is a number in [0, 1)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number in [0, 1), got {v!r}")
+    if not 0.0 <= float(v) < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {v!r}")
 
 
 def _has_numba() -> bool:

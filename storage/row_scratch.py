@@ -1,4 +1,7 @@
-"""An append-only scratch file of float32 rows, written and read around the page cache.
+"""RowScratch: an append-only local scratch file of float32 rows (n, n_cols), read back by range.
+
+Bytes: 4 * n_cols per row, C order, no header; the writer pads the file with zeros to a
+multiple of 4096 bytes when it closes (the padding is never read back as rows).
 
 The streaming CIC-IDS2018 ingestion parks the raw features here until the train min/max are
 known. On this kind of VM, growing a file through the page cache costs ~1 s of kernel time per

@@ -1,4 +1,6 @@
-"""Strict CSV parsing with pyarrow, errors that name the file, row and column.
+"""The CSV reader of the tabular data sets: strict pyarrow parsing whose errors name the file,
+row and column (:func:`parse_csv`), header reading and checking (:func:`read_header`,
+:func:`check_header`) and whole-file reads from paths or fsspec URLs (:func:`read_bytes`).
 
 pyarrow's messages say neither the row nor the column name of a bad value; on any parse
 error the file is re-scanned with the ``csv`` module (slow path, error case only) to find the

@@ -1,4 +1,9 @@
-"""The in-memory result of preparing a data set, before it is written to the Zarr store."""
+"""PreparedDataset: a data set's arrays and metadata in memory, ready for the Zarr store.
+
+What the per-data-set modules (mnist, nsl_kdd, creditcard) return and
+:func:`tasks.data.ingest.ingest_dataset` hands to :func:`storage.datasets.write_dataset`.
+(CIC-IDS2018 is too large for memory and streams to the store instead.)
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,8 @@ import numpy as np
 
 
 @dataclass
-class Prepared:
-    """Arrays and metadata of one prepared data set.
+class PreparedDataset:
+    """Arrays and metadata of one prepared (parsed, split, scaled, encoded) data set.
 
     X (N, *feature_shape) float32, y (N,) int64 class index, split (N,) int8 codes
     (storage.datasets.SPLITS), family (N,) int8 or None, extras: more (N,) arrays,

@@ -1,0 +1,1 @@
+"""actscan's test suite (a package, so that tests and benchmarks import ``tests.fixtures``)."""
