@@ -1,6 +1,6 @@
 """The pipeline: one flow for every setup (composition only).
 
-    ingest -> train -> poison -> attack -> extract -> scan -> results
+    ingest -> train -> poison -> attack -> extract -> scan -> results -> evaluate
 
 ``pipeline_flow`` takes a setup name (a shipped preset or a YAML path) plus dotted overrides -
 what a deployment's parameters are - or a whole :class:`~tasks.spec.RunSpec`; checks the spec

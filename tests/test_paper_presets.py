@@ -38,7 +38,7 @@ TINY = ["models.autoencoder.epochs=1", "models.classifier.epochs=2", "protocol.b
         "attacks.bim.eps_step=0.1", "attacks.bim.max_iter=3", "attacks.deepfool.epsilon=0.02",
         "attacks.deepfool.max_iter=5", "attacks.deepfool.limit=12", "attacks.batch_size=16",
         "models.poison.fractions=[0.05, 0.1]", "extraction.chunk_rows=16", "extraction.dtype=float16",
-        "execution.n_workers=2"]
+        "execution.n_workers=2", "evaluation.enabled=false"]  # evaluate: tests/test_evaluate.py
 
 
 def test_paper_fashion_preset_every_stage(prefect_api, tiny_source, tmp_path) -> None:
@@ -49,7 +49,7 @@ def test_paper_fashion_preset_every_stage(prefect_api, tiny_source, tmp_path) ->
                                               f"execution.data_root={root}"])
     out = pipeline_flow(spec=spec)
     assert out["ingest"]["test"] == 200 and not any(v.get("skipped") for k, v in out.items()
-                                                   if k != "ingest")
+                                                    if k not in ("ingest", "evaluate"))
     cat = RunCatalog.for_run("paper-fashion-mnist", root)
     # Protocol: 40 background, 20 clean with every class twice, pool = the 160 outside the background.
     acts = open_group(cat.activations, "r")

@@ -1,6 +1,6 @@
 """The pipeline's stages, in order; each a module with ``run(spec, catalog, force=False)``.
 
-    ingest -> train -> poison -> attack -> extract -> scan -> results
+    ingest -> train -> poison -> attack -> extract -> scan -> results -> evaluate
 
 Every stage reads its inputs through ``storage``, calls the pure code of ``tasks.*`` and writes
 through ``storage``; none imports Prefect (flows/_prefect.py wraps them).
@@ -12,7 +12,8 @@ from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
-STAGES: tuple[str, ...] = ("ingest", "train", "poison", "attack", "extract", "scan", "results")
+STAGES: tuple[str, ...] = ("ingest", "train", "poison", "attack", "extract", "scan", "results",
+                           "evaluate")
 
 
 def stage_function(name: str) -> Callable[..., dict[str, Any]]:

@@ -80,7 +80,11 @@ def check_sources(spec: RunSpec) -> None:
 
 def preflight(spec: RunSpec) -> str:
     """Run every check; returns the resolved data root."""
+    from tasks.stages.evaluate import check_spec as check_evaluation
+
     check_layers(spec)
+    if spec.evaluation.enabled:
+        check_evaluation(spec)
     root = check_data_root(spec)
     check_sources(spec)
     check_dask(spec)

@@ -1,0 +1,306 @@
+"""The evaluate stage: the paper's tables (AUROC + CI per layer, attack, detector, statistic and
+tail; the reconstruction-error space; combined detectors; group scans; record subsets) and
+figures, on the tiny embedded-mnist run through Prefect and a local Dask cluster; plus the pure
+functions on synthetic arrays (planted anomalies, order invariance)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from storage.catalog import RunCatalog
+from storage.tables import read_table
+from storage.zarr_io import open_group
+from tasks import paper_tables as pt
+from tasks.combined import concat_layers
+from tasks.metrics import auroc
+from tasks.scanning import SubsetScanner
+from tasks.spec import load_setup
+
+TINY = ["data.n_records=300", "models.autoencoder.epochs=2", "models.classifier.epochs=3",
+        "protocol.background=60", "protocol.clean=30", "attacks.fgsm.eps=0.3",
+        "attacks.bim.eps=0.3", "attacks.bim.eps_step=0.06", "attacks.bim.max_iter=5",
+        "extraction.chunk_rows=10", "execution.n_workers=2", "execution.progress=false"]
+EVAL = ["evaluation.enabled=true", "evaluation.lid_k=5", "evaluation.group_set_size=10",
+        "evaluation.group_proportions=[0.0,0.2,0.5]", "evaluation.group_draws=3",
+        "evaluation.group_restarts=2", "evaluation.ocsvm_max_train=50",
+        # the layers every evaluation default names (tail, combined and group layers): fewer
+        # layers keep the test quick, every code path still runs
+        "extraction.layers=[conv2d_1,max_pool_1,conv2d_7]"]
+LAYERS = ["conv2d_1", "max_pool_1", "conv2d_7", "recon_error"]
+SCORE_FNS = ["berk_jones", "higher_criticism", "kolmogorov_smirnov"]
+COMBINED = "conv2d_1+max_pool_1+recon_error"
+
+
+# ---------------------------------------------------------------------------- pure functions
+def _planted(rng: np.random.Generator, n: int, j: int, shift: float = 0.0) -> np.ndarray:
+    """ReLU-like records (N, J); ``shift`` is added to a random quarter of each record's nodes."""
+    x = np.maximum(rng.normal(0.5, 1.0, (n, j)), 0.0)
+    if shift:
+        x += shift * (rng.random((n, j)) < 0.25)
+    return x.astype(np.float32)
+
+
+def test_every_detector_beats_chance_on_a_planted_anomaly() -> None:
+    rng = np.random.default_rng(0)
+    shapes = {"max_pool_3": 128, "recon_error": 784}  # a conv layer (8, 4, 4) and the pixels
+    bg = {lay: _planted(rng, 120, j) for lay, j in shapes.items()}
+    clean = {lay: _planted(rng, 40, j) for lay, j in shapes.items()}
+    noised = {lay: _planted(rng, 40, j, shift=2.5) for lay, j in shapes.items()}
+    labels = rng.integers(0, 3, 120)
+    aucs: dict[str, float] = {}
+    for lay in shapes:
+        for fn in SCORE_FNS:
+            sc = SubsetScanner(score=fn).fit(bg[lay])
+            aucs[f"scan {fn} {lay}"] = auroc(sc.score_samples(clean[lay]), sc.score_samples(noised[lay]))
+        for name in (*pt.FEATURE_DETECTORS, *(pt.RECON_DETECTORS if lay == "recon_error" else ())):
+            det, params = pt.build_detector(name, layer=lay, n_nodes=shapes[lay], lid_k=10,
+                                            ocsvm_max_train=100, seed=0)
+            params = pt.fit_detector(det, name, bg[lay], labels, params)
+            aucs[f"{name} {lay}"] = auroc(det.score_samples(clean[lay]), det.score_samples(noised[lay]))
+            if name == "mahalanobis":
+                assert params["channels"] == (8 if lay == "max_pool_3" else None)
+            if name == "ocsvm":
+                assert params["n_train"] == 100 and params["gamma"] > 0
+    layers = list(shapes)
+    cat = SubsetScanner().fit(concat_layers(bg, layers))
+    aucs["concat"] = auroc(cat.score_samples(concat_layers(clean, layers)),
+                           cat.score_samples(concat_layers(noised, layers)))
+    ref, cal = pt.split_background(120, seed=0)
+    assert len(ref) == len(cal) == 60 and not set(ref) & set(cal)
+    rows = []
+    for lay in layers:
+        sc = SubsetScanner().fit(bg[lay][ref])
+        for name, x in (("background", bg[lay][cal]), ("clean", clean[lay]), ("fgsm", noised[lay])):
+            rows.append(pd.DataFrame({"autoencoder": "ae", "layer": lay, "score_fn": "berk_jones",
+                                      "record_set": name, "record": np.arange(len(x)),
+                                      "dataset_index": np.arange(len(x)),
+                                      "score": sc.score_samples(x)}))
+    fused = pt.fisher_fuse(pd.concat(rows, ignore_index=True), layers)
+    assert set(fused["record_set"]) == {"clean", "fgsm"} and (fused["layer"] == "max_pool_3+recon_error").all()
+    aucs["fisher"] = auroc(fused.loc[fused["record_set"] == "clean", "score"],
+                           fused.loc[fused["record_set"] == "fgsm", "score"])
+    weak = {k: round(v, 3) for k, v in aucs.items() if not v > 0.75}
+    assert not weak, weak
+
+
+def _scores_frame(rng: np.random.Generator) -> pd.DataFrame:
+    rows = []
+    for det, fn, tail in (("subset_scan", "berk_jones", "upper"), ("lid", None, None)):
+        for name, shift, n in (("clean", 0.0, 25), ("fgsm", 1.0, 20), ("bim", 0.3, 15)):
+            rows.append(pd.DataFrame({"autoencoder": "autoencoder", "layer": "conv2d_1",
+                                      "detector": det, "score_fn": fn, "tail": tail,
+                                      "record_set": name, "record": np.arange(n),
+                                      "score": rng.normal(shift, 1.0, n)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+@pytest.mark.parametrize("method", ["delong", "bootstrap"])
+def test_detection_table_cells_intervals_and_record_order(method: str) -> None:
+    df = _scores_frame(np.random.default_rng(1))
+    t = pt.detection_table(df, method=method, n_boot=200, seed=3)
+    assert len(t) == 4 and set(t["attack"]) == {"fgsm", "bim"}
+    assert (t["auroc_low"] <= t["auroc"]).all() and (t["auroc"] <= t["auroc_high"]).all()
+    assert t.loc[t["detector"] == "lid", "score_fn"].isna().all()
+    assert (t["n_clean"] == 25).all() and set(t["n_noised"]) == {20, 15}
+    shuffled = df.sample(frac=1.0, random_state=7).reset_index(drop=True)
+    pd.testing.assert_frame_equal(pt.detection_table(shuffled, method=method, n_boot=200, seed=3), t)
+
+
+def test_record_subsets_match_the_scanner_and_follow_record_order() -> None:
+    rng = np.random.default_rng(2)
+    bg, x = _planted(rng, 80, 60), _planted(rng, 25, 60, shift=1.0)
+    sc = SubsetScanner().fit(bg)
+    res = sc.scan(x)
+    subsets = pt.subsets_from_pvalues(sc.pvalues(x), res.alphas)
+    for i, s in enumerate(subsets):
+        np.testing.assert_array_equal(s, res.subset(i))
+        assert s.dtype == np.int32 and len(s) == res.sizes[i]
+    perm = rng.permutation(len(x))
+    again = pt.subsets_from_pvalues(sc.pvalues(x[perm]), sc.scan(x[perm]).alphas)
+    for k, i in enumerate(perm):
+        np.testing.assert_array_equal(again[k], subsets[i])
+
+
+def test_fisher_fusion_does_not_depend_on_record_order() -> None:
+    rng = np.random.default_rng(3)
+    rows = [pd.DataFrame({"autoencoder": "ae", "layer": lay, "score_fn": "berk_jones",
+                          "record_set": name, "record": np.arange(n), "dataset_index": np.arange(n),
+                          "score": rng.gamma(2.0, 1.0, n)})
+            for lay in ("a", "b") for name, n in (("background", 30), ("clean", 10), ("bim", 8))]
+    df = pd.concat(rows, ignore_index=True)
+    a = pt.fisher_fuse(df, ["a", "b"])
+    b = pt.fisher_fuse(df.sample(frac=1.0, random_state=1), ["a", "b"])
+    pd.testing.assert_frame_equal(a, b)
+    with pytest.raises(ValueError, match="other records"):
+        pt.fisher_fuse(df[~((df["layer"] == "b") & (df["record"] == 0) & (df["record_set"] == "bim"))],
+                       ["a", "b"])
+
+
+def test_layer_helpers_and_group_pool_check() -> None:
+    assert pt.mahalanobis_channels("conv2d_1", 12544) == 16
+    assert pt.mahalanobis_channels("max_pool_2", 392) == 8
+    assert pt.mahalanobis_channels("conv2d_7", 784) == 1
+    assert pt.mahalanobis_channels("recon_error", 784) is None
+    assert pt.layer_index(COMBINED, LAYERS) == len(LAYERS)
+    pt.check_group_pools(30, 10, 10, [0.0, 0.5])
+    with pytest.raises(ValueError, match=r"evaluation\.group_set_size"):
+        pt.check_group_pools(30, 4, 10, [0.0, 0.5])
+
+
+def test_disabled_evaluation_returns_at_once(tmp_path) -> None:
+    from tasks.stages import evaluate
+
+    spec = load_setup("embedded-mnist", [f"execution.data_root={tmp_path / 'none'}"])
+    out = evaluate.run(spec, RunCatalog.for_run(spec.run_id, spec.execution.data_root))
+    assert out["skipped"] and "enabled" in out["reason"]
+    assert not (tmp_path / "none").exists()
+
+
+# ------------------------------------------------------------------------------ the stage
+@pytest.fixture(scope="module")
+def evaluated(prefect_api, tmp_path_factory):
+    from flows.pipeline import pipeline_flow
+    from tasks.stages import STAGES, evaluate
+
+    root = str(tmp_path_factory.mktemp("evaluate"))
+    spec = load_setup("embedded-mnist", [*TINY, *EVAL, f"execution.data_root={root}",
+                                         "run_id=tiny-eval"])
+    upstream = pipeline_flow(spec=spec, stages=[s for s in STAGES if s != "evaluate"])
+    cat = RunCatalog.for_run(spec.run_id, root)
+    out = evaluate.run(spec, cat)
+    tables = {n: read_table(url) for n, url in out["tables"].items()}
+    return spec, cat, upstream, out, tables
+
+
+def test_table1_and_table2_have_every_cell(evaluated) -> None:
+    _, _, upstream, out, t = evaluated
+    attacks = {"fgsm", "bim"}
+    assert not out.get("skipped") and set(out["rows"]) == set(out["tables"])
+    t1 = t["table1"]
+    keys = set(zip(t1["layer"], t1["detector"], t1["score_fn"].fillna("-"), t1["tail"].fillna("-"),
+                   t1["attack"], strict=True))
+    want = set()
+    for att in attacks:
+        for lay in LAYERS:
+            want |= {(lay, "subset_scan", fn, "upper", att) for fn in SCORE_FNS}
+            want |= {(lay, "subset_scan", fn, "two", att) for fn in SCORE_FNS}  # all 4 are tail layers
+            want |= {(lay, d, "-", "-", att) for d in ("mahalanobis", "lid")}
+        want |= {(COMBINED, d, fn, "upper", att) for d in ("combined_concat", "combined_fisher")
+                 for fn in SCORE_FNS}
+    assert keys == want and len(t1) == len(want)  # every cell, once
+    t2 = t["table2"]
+    keys2 = {(d, fn, a) for d, fn, a in zip(t2["detector"], t2["score_fn"].fillna("-"),
+                                              t2["attack"], strict=True)}
+    assert keys2 == {(d, fn, a) for a in attacks for d, fn in
+                     [*(("subset_scan", f) for f in SCORE_FNS), ("mean_recon", "-"), ("ocsvm", "-")]}
+    assert (t2["layer"] == "recon_error").all() and len(t2) == len(keys2)
+    n_noised = {a: upstream["attack"]["attacks"][a]["n_success"] for a in attacks}
+    for tab in (t1, t2):
+        assert (tab["n_clean"] == 30).all()
+        assert (tab["n_noised"] == tab["attack"].map(n_noised)).all()
+        assert (tab["dataset"] == "mnist-embedded").all() and (tab["protocol"] == "embedded-mnist").all()
+        assert (tab["run_id"] == "tiny-eval").all() and (tab["ci_method"] == "delong").all()
+    ocsvm = t2.loc[t2["detector"] == "ocsvm", "params"].map(json.loads)
+    assert all(p["n_train"] == 50 and p["max_train"] == 50 for p in ocsvm)
+    maha = t1.loc[(t1["detector"] == "mahalanobis") & (t1["layer"] == "conv2d_1"), "params"]
+    assert all(json.loads(p)["channels"] == 16 for p in maha)
+    assert out["table2"] and {r["detector"] for r in out["table2"]} == {"subset_scan", "mean_recon", "ocsvm"}
+
+
+def test_intervals_bracket_the_auroc_and_scans_agree_with_the_results_stage(evaluated) -> None:
+    spec, cat, _, _, t = evaluated
+    for tab in (t["table1"], t["table2"], t["group_auroc"]):
+        assert tab[["auroc", "auroc_low", "auroc_high"]].notna().all().all()
+        assert (tab["auroc_low"] <= tab["auroc"] + 1e-12).all()
+        assert (tab["auroc"] <= tab["auroc_high"] + 1e-12).all()
+        assert tab["auroc_low"].between(0, 1).all() and tab["auroc_high"].between(0, 1).all()
+    t1 = t["table1"]
+    mine = t1[(t1["detector"] == "subset_scan") & (t1["score_fn"] == spec.scan.score)
+              & (t1["tail"] == spec.scan.tail)]
+    res = read_table(cat.table("auroc"))
+    merged = mine.merge(res, on=["autoencoder", "layer", "attack"], suffixes=("", "_results"))
+    assert len(merged) == len(res) == 8
+    np.testing.assert_allclose(merged["auroc"], merged["auroc_results"])
+    # the per-record scores the AUROCs come from reproduce them
+    s = t["eval_scores"]
+    g = s[(s["layer"] == "recon_error") & (s["detector"] == "mean_recon")]
+    row = t["table2"][(t["table2"]["detector"] == "mean_recon") & (t["table2"]["attack"] == "bim")]
+    assert auroc(g.loc[g["record_set"] == "clean", "score"],
+                 g.loc[g["record_set"] == "bim", "score"]) == pytest.approx(row["auroc"].item())
+
+
+def test_group_scan_sets_hold_the_exact_shares(evaluated) -> None:
+    _, _, _, _, t = evaluated
+    g = t["group_scan"]
+    assert set(g["layer"]) == {"conv2d_1", "recon_error"} and set(g["attack"]) == {"fgsm", "bim"}
+    assert len(g) == 2 * 2 * 3 * 3  # layers x attacks x proportions x draws
+    assert (g["n_records"] == 10).all()
+    assert (g["n_noised"] == (g["proportion"] * 10).round().astype(int)).all()
+    assert g.groupby(["layer", "attack", "proportion"]).size().eq(3).all()
+    ga = t["group_auroc"]
+    assert len(ga) == 2 * 2 * 2 and set(ga["proportion"]) == {0.2, 0.5}
+    assert (ga["n_sets"] == 3).all() and (ga["n_null"] == 3).all()
+
+
+def test_record_subsets_are_the_scans_subsets(evaluated) -> None:
+    spec, cat, _, _, t = evaluated
+    r = t["record_subsets"]
+    assert set(r["layer"]) == {"conv2d_1", "max_pool_1", "recon_error"}
+    assert (r["subset_size"] == r["nodes"].map(len)).all()
+    acts = open_group(cat.activations, "r")["autoencoder"]
+    for lay in ("max_pool_1", "recon_error"):
+        sc = SubsetScanner(alpha_max=spec.scan.alpha_max).fit(np.asarray(acts["background"][lay][:]))
+        for name in ("clean", "bim"):
+            x = np.asarray(acts[name][lay][:])
+            rows = r[(r["layer"] == lay) & (r["record_set"] == name)].sort_values("record")
+            assert rows["record"].tolist() == list(range(len(x)))
+            np.testing.assert_array_equal(rows["dataset_index"], np.asarray(acts[name]["index"][:]))
+            res = sc.scan(x)
+            np.testing.assert_allclose(rows["score"], res.scores)
+            for i in (0, len(x) // 2, len(x) - 1):
+                np.testing.assert_array_equal(rows["nodes"].iloc[i], res.subset(i))
+
+
+def _nonblank_png(path: str) -> None:
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        px = np.asarray(im.convert("L"), dtype=np.float64)
+    assert px.shape[0] > 100 and px.shape[1] > 100 and px.std() > 5
+
+
+def test_figures_are_drawn_and_redrawn_from_the_tables(evaluated) -> None:
+    from pathlib import Path
+
+    from tasks.stages import evaluate
+
+    spec, cat, _, out, _ = evaluated
+    pngs = [p for p in out["figures"] if p.endswith(".png")]
+    names = {p.rsplit("/", 1)[1] for p in pngs}
+    assert names == {"fig1_score_distributions.png", "fig2_subset_alpha_score_conv2d_1.png",
+                     "fig3_roc_fgsm.png", "fig3_roc_bim.png", "fig5_anomalous_nodes.png",
+                     *(f"fig6_group_roc_{lay}_{a}.png" for lay in ("conv2d_1", "recon_error")
+                       for a in ("fgsm", "bim"))}
+    assert len(out["figures"]) == 2 * len(pngs)
+    for p in pngs:
+        _nonblank_png(p)
+    # lost figures are drawn again from the tables alone (nothing recomputed: the stage skips)
+    for p in out["figures"]:
+        Path(p).unlink()
+    again = evaluate.run(spec, cat)
+    assert again["skipped"] and again["redrawn"] and again["figures"] == out["figures"]
+    for p in pngs:
+        _nonblank_png(p)
+
+
+def test_a_second_run_skips(evaluated) -> None:
+    from tasks.stages import evaluate
+
+    spec, cat, _, out, t = evaluated
+    again = evaluate.run(spec, cat)
+    assert again["skipped"] and again["tables"] == out["tables"]
+    pd.testing.assert_frame_equal(read_table(out["tables"]["table1"]), t["table1"])
