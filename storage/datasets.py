@@ -34,7 +34,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from storage.paths import is_url, join, resolve_data_root
+from storage.fs import move_tree
+from storage.paths import is_url, join, resolve_data_root, url_to_fs
 
 SPLITS: dict[str, int] = {"train": 0, "validation": 1, "test": 2, "background": 3}
 SPLIT_NAMES: dict[int, str] = {v: k for k, v in SPLITS.items()}
@@ -81,7 +82,7 @@ def json_safe(obj: Any) -> Any:
 
 
 def _fs(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, path = fsspec.core.url_to_fs(url)
+    fs, path = url_to_fs(url)
     return fs, path
 
 
@@ -295,7 +296,7 @@ class DatasetWriter:
             # Object stores: no atomic rename. Copy+delete with complete=false, then set the marker.
             _remove(self.url)
             fs, tmp_path = _fs(self.tmp_url)
-            fs.mv(tmp_path, _fs(self.url)[1], recursive=True)
+            move_tree(fs, tmp_path, _fs(self.url)[1])
             final = zarr.open_group(self.url, mode="r+")
             final.attrs.update({"complete": True})
         else:
