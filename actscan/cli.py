@@ -374,7 +374,7 @@ class PipelineSession:
         self.signum: int | None = None
         self.interrupted = False
         self._handlers: list[tuple[logging.Logger, logging.Handler]] = []
-        self._removed: list[logging.Handler] = []
+        self._removed: list[tuple[int, logging.Handler]] = []
         self._env: dict[str, str | None] = {}
         self._signals: dict[int, Any] = {}
         self._levels: dict[str, int] = {}
@@ -422,10 +422,10 @@ class PipelineSession:
             self._add(root, others)
             # Prefect configured already (tests, a second command in one process): its console
             # handler leaves the root logger while this command runs.
-            for h in list(root.handlers):
+            for i, h in enumerate(list(root.handlers)):
                 if type(h).__name__ == "PrefectConsoleHandler":
                     root.removeHandler(h)
-                    self._removed.append(h)
+                    self._removed.append((i, h))
             self._setenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
             self._setenv("DASK_DISTRIBUTED__LOGGING", repr(self._dask_logging()))
         if not _capturing_warnings():  # Python warnings: to the file too (and filtered above)
@@ -459,8 +459,9 @@ class PipelineSession:
             handler.close()
         self._handlers.clear()
         root = logging.getLogger()
-        for h in self._removed:
-            root.addHandler(h)
+        for i, h in self._removed:  # back where it was: handler order decides who prints first
+            if h not in root.handlers:
+                root.handlers.insert(min(i, len(root.handlers)), h)
         self._removed.clear()
         for key in self._env:
             os.environ.pop(key, None)

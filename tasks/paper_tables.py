@@ -211,17 +211,19 @@ def wide(table: pd.DataFrame, detector: str = SCAN, score_fn: str | None = "berk
     return w.reset_index().sort_values("layer_index").drop(columns="layer_index")
 
 
-def check_group_pools(n_clean: int, n_noised: int, set_size: int,
-                      proportions: Sequence[float], where: str = "") -> None:
-    """ValueError naming evaluation.group_set_size when a set of ``set_size`` records with a
-    proportion of noised ones cannot be drawn without replacement from the two pools."""
+def feasible_proportions(n_clean: int, n_noised: int, set_size: int,
+                         proportions: Sequence[float]) -> tuple[list[float], list[float]]:
+    """(proportions whose sets of ``set_size`` records can be drawn without replacement from
+    the two pools, the ones that cannot). ValueError naming evaluation.group_set_size when not
+    even the all-clean sets (proportion 0) fit."""
+    kept, dropped = [], []
     for p in proportions:
         k = n_noised_for(p, set_size)
-        if k > n_noised or set_size - k > n_clean:
-            raise ValueError(
-                f"evaluation.group_set_size={set_size}: a set with proportion {p} needs "
-                f"{set_size - k} clean and {k} noised records, {where} holds {n_clean} clean and "
-                f"{n_noised} noised (lower group_set_size or group_proportions)")
+        (kept if k <= n_noised and set_size - k <= n_clean else dropped).append(p)
+    if 0.0 in proportions and 0.0 not in kept:
+        raise ValueError(f"evaluation.group_set_size={set_size}: larger than the {n_clean} clean "
+                         "records (lower group_set_size)")
+    return kept, dropped
 
 
 # --------------------------------------------------------------------------------- figures

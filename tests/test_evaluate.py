@@ -147,9 +147,10 @@ def test_layer_helpers_and_group_pool_check() -> None:
     assert pt.mahalanobis_channels("conv2d_7", 784) == 1
     assert pt.mahalanobis_channels("recon_error", 784) is None
     assert pt.layer_index(COMBINED, LAYERS) == len(LAYERS)
-    pt.check_group_pools(30, 10, 10, [0.0, 0.5])
+    assert pt.feasible_proportions(30, 10, 10, [0.0, 0.5]) == ([0.0, 0.5], [])
+    assert pt.feasible_proportions(30, 4, 10, [0.0, 0.1, 0.5]) == ([0.0, 0.1], [0.5])
     with pytest.raises(ValueError, match=r"evaluation\.group_set_size"):
-        pt.check_group_pools(30, 4, 10, [0.0, 0.5])
+        pt.feasible_proportions(5, 40, 10, [0.0, 0.5])
 
 
 def test_disabled_evaluation_returns_at_once(tmp_path) -> None:

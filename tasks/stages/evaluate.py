@@ -398,8 +398,13 @@ def _verify(cat: RunCatalog) -> None:
         read_table(table_url(cat, name), columns=[schema.names[0]])
 
 
-def _check_inputs(spec: RunSpec, cat: RunCatalog, keys: dict[str, dict[str, str]]) -> None:
+def _check_inputs(spec: RunSpec, cat: RunCatalog,
+                  keys: dict[str, dict[str, str]]) -> dict[tuple[str, str], list[float]]:
+    """Check every input before any work; return the group-scan proportions each (autoencoder,
+    attack) can fill (an attack with few successes cannot fill the larger proportions: those
+    are left out, logged and counted in the summary, never silently)."""
     ev = spec.evaluation
+    feasible: dict[tuple[str, str], list[float]] = {}
     for ae, sets in keys.items():
         for s, k in sets.items():
             url = cat.activation_set(ae, s)
@@ -416,8 +421,15 @@ def _check_inputs(spec: RunSpec, cat: RunCatalog, keys: dict[str, dict[str, str]
             raise ValueError(f"{ae}: combined_fisher splits the background; it holds {m} record(s)")
         n_clean = root["clean"]["index"].shape[0]
         for att in record_sets(spec, ae)[2:]:
-            pt.check_group_pools(n_clean, root[att]["index"].shape[0], ev.group_set_size,
-                                 ev.group_proportions, f"{ae}/{att}")
+            n_noised = root[att]["index"].shape[0]
+            kept, dropped = pt.feasible_proportions(n_clean, n_noised, ev.group_set_size,
+                                                    ev.group_proportions)
+            if dropped:
+                log.warning("evaluate: group scan %s/%s: %d noised records cannot fill sets of %d "
+                            "at proportions %s; those cells are left out", ae, att, n_noised,
+                            ev.group_set_size, dropped)
+            feasible[(ae, att)] = kept
+    return feasible
 
 
 def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any]:
@@ -440,7 +452,7 @@ def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any
         summary = {k: v for k, v in done.items() if k != "skipped"}
         summary["figures"] = draw_figures(cat)
         return {**finish(cat, STAGE, key, summary), "skipped": True, "redrawn": True}
-    _check_inputs(spec, cat, keys)
+    feasible = _check_inputs(spec, cat, keys)
     t0 = time.perf_counter()
     sc, seed, rows = spec.scan, spec.seed, spec.extraction.chunk_rows
     acts_url = cat.activations
@@ -472,8 +484,11 @@ def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any
                            lay, sets, det, ev.lid_k, ev.ocsvm_max_train, seed, rows)
             for lay in ev.group_layers:
                 for att in sets[1:]:
+                    props = feasible[(ae, att)]
+                    if not any(p > 0 for p in props):
+                        continue  # nothing to compare with the all-clean sets (logged above)
                     submit("group", (ae, lay, att), group_task, acts_url, ae, lay, att, sc.score,
-                           sc.alpha_max, sc.tail, ev.group_set_size, list(ev.group_proportions),
+                           sc.alpha_max, sc.tail, ev.group_set_size, props,
                            ev.group_draws, ev.group_restarts, seed)
         results = []
         for i, (kind, meta, fut) in enumerate(jobs, 1):
@@ -482,6 +497,9 @@ def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any
     summary = _write_tables(spec, cat, results, layers, parts_dir)
     remove(parts_dir)
     summary["figures"] = draw_figures(cat)
+    summary["group_cells_left_out"] = {f"{ae}/{att}": sorted(set(ev.group_proportions) - set(p))
+                                       for (ae, att), p in feasible.items()
+                                       if set(p) != set(ev.group_proportions)}
     summary["tasks"] = len(jobs)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     return finish(cat, STAGE, key, summary)
