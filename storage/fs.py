@@ -145,3 +145,21 @@ def move_tree(fs: fsspec.AbstractFileSystem, src: str, dst: str) -> None:
         raise FileNotFoundError(f"nothing to move at {src}")
     fs.copy(files, [f"{dst}/{f[len(src) + 1:]}" for f in files])
     fs.rm(src, recursive=True)
+
+
+@contextlib.contextmanager
+def file_lock(url: str) -> Iterator[None]:
+    """An exclusive lock on ``<url>.lock`` for a read-modify-write of a shared local file
+    (``fcntl.flock``); a no-op on object stores, where the last writer wins."""
+    if is_url(url):
+        yield
+        return
+    import fcntl
+
+    os.makedirs(os.path.dirname(os.path.abspath(url)), exist_ok=True)
+    with open(f"{url}.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

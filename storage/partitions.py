@@ -28,15 +28,15 @@ import datetime as dt
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from storage.fs import atomic_open, exists, remove
-from storage.paths import ensure_local_dir, is_url, join, resolve_data_root, url_to_fs
+from storage.fs import atomic_open, exists, file_lock, remove
+from storage.paths import is_url, join, resolve_data_root, url_to_fs
 from storage.tables import SCHEMA_VERSION_KEY, read_table, write_table
 
 PARTITION_KEYS = ("day", "source")
@@ -218,22 +218,6 @@ def ledger_url(data_root: str | None, name: str) -> str:
     return join(resolve_data_root(data_root), "tables", f"{safe_value(name)}.parquet")
 
 
-@contextlib.contextmanager
-def _locked(url: str) -> Iterator[None]:
-    if is_url(url):
-        yield
-        return
-    import fcntl
-
-    ensure_local_dir(os.path.dirname(url))
-    with open(f"{url}.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 class Ledger:
     """Which files were processed, with which content and outcome (one row per path)."""
 
@@ -260,7 +244,7 @@ class Ledger:
             return
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         new = pd.DataFrame([_ledger_row(r, now) for r in rows])
-        with _locked(self.url):
+        with file_lock(self.url):
             old = self.read()
             if len(old):
                 old = old[~old["path"].isin(new["path"])]

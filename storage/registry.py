@@ -23,18 +23,17 @@ writer wins.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import fsspec
 import pandas as pd
 import pyarrow as pa
 
-from storage.paths import ensure_local_dir, is_url, join, resolve_data_root
+from storage.fs import file_lock
+from storage.paths import is_url, join, resolve_data_root
 from storage.tables import read_table, write_table
 
 REGISTRY_SCHEMA = pa.schema([
@@ -56,22 +55,6 @@ def _exists(url: str) -> bool:
         fs, path = fsspec.core.url_to_fs(url)
         return bool(fs.exists(path))
     return os.path.exists(url)
-
-
-@contextlib.contextmanager
-def _locked(url: str) -> Iterator[None]:
-    if is_url(url):
-        yield
-        return
-    import fcntl
-
-    ensure_local_dir(os.path.dirname(url))
-    with open(f"{url}.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _read(url: str) -> pd.DataFrame:
@@ -108,7 +91,7 @@ def register_model(
         "weights_sha256": str(record.get("weights_sha256", "")), "created": time.time(),
     }
     url = registry_url(data_root)
-    with _locked(url):
+    with file_lock(url):
         df = _read(url)
         df = df[df["model_id"] != row["model_id"]]
         df = pd.concat([df, pd.DataFrame([row])], ignore_index=True) if len(df) else pd.DataFrame([row])

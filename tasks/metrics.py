@@ -1,6 +1,6 @@
 """Detection metrics: AUROC of anomaly scores (clean records negative, noised positive).
 
-``auroc`` is the exact Mann-Whitney AUROC; ``auroc_ci`` adds a confidence interval (DeLong's
+``auroc`` is scikit-learn's ``roc_auc_score`` (ties count 1/2) on the two sides; ``auroc_ci`` adds a confidence interval (DeLong's
 variance by the fast midrank algorithm of Sun & Xu 2014, or a class-stratified bootstrap);
 ``average_precision``, ``roc_points`` and ``pr_points`` are thin scikit-learn wrappers taking
 labels ``y_true`` (1 = noised / anomalous) and scores (higher = more anomalous).
@@ -28,10 +28,10 @@ def auroc(clean: np.ndarray, noised: np.ndarray) -> float:
         return float("nan")
     if not (np.isfinite(clean).all() and np.isfinite(noised).all()):
         raise ValueError("auroc: scores must be finite")
-    ranks = rankdata(np.concatenate([noised, clean]))
-    n1, n0 = noised.size, clean.size
-    u = ranks[:n1].sum() - n1 * (n1 + 1) / 2.0
-    return float(u / (n1 * n0))
+    from sklearn.metrics import roc_auc_score
+
+    y = np.r_[np.zeros(clean.size), np.ones(noised.size)]
+    return float(roc_auc_score(y, np.r_[clean, noised]))
 
 
 def _check_sides(clean: np.ndarray, noised: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

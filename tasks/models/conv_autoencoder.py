@@ -57,6 +57,26 @@ class _ConvAct(nn.Module):
         return self.act(self.conv(x))
 
 
+def _paper_layers() -> OrderedDict[str, nn.Module]:
+    """The paper's 13 layers, freshly initialised, by name."""
+    relu = nn.ReLU
+    return OrderedDict([
+        ("conv2d_1", _ConvAct(1, 16, "same", relu())),
+        ("max_pool_1", nn.MaxPool2d(2, ceil_mode=True)),
+        ("conv2d_2", _ConvAct(16, 8, "same", relu())),
+        ("max_pool_2", nn.MaxPool2d(2, ceil_mode=True)),
+        ("conv2d_3", _ConvAct(8, 8, "same", relu())),
+        ("max_pool_3", nn.MaxPool2d(2, ceil_mode=True)),
+        ("conv2d_4", _ConvAct(8, 8, "same", relu())),
+        ("up_sampl_1", nn.Upsample(scale_factor=2, mode="nearest")),
+        ("conv2d_5", _ConvAct(8, 8, "same", relu())),
+        ("up_sampl_2", nn.Upsample(scale_factor=2, mode="nearest")),
+        ("conv2d_6", _ConvAct(8, 16, 0, relu())),
+        ("up_sampl_3", nn.Upsample(scale_factor=2, mode="nearest")),
+        ("conv2d_7", _ConvAct(16, 1, "same", nn.Sigmoid())),
+    ])
+
+
 class ConvAutoencoder(nn.Module):
     """Conv autoencoder with the paper's 13 layers; ``layers`` is an ordered dict of them.
 
@@ -66,26 +86,7 @@ class ConvAutoencoder(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        relu = nn.ReLU
-        self.layers = nn.Sequential(
-            OrderedDict(
-                [
-                    ("conv2d_1", _ConvAct(1, 16, "same", relu())),
-                    ("max_pool_1", nn.MaxPool2d(2, ceil_mode=True)),
-                    ("conv2d_2", _ConvAct(16, 8, "same", relu())),
-                    ("max_pool_2", nn.MaxPool2d(2, ceil_mode=True)),
-                    ("conv2d_3", _ConvAct(8, 8, "same", relu())),
-                    ("max_pool_3", nn.MaxPool2d(2, ceil_mode=True)),
-                    ("conv2d_4", _ConvAct(8, 8, "same", relu())),
-                    ("up_sampl_1", nn.Upsample(scale_factor=2, mode="nearest")),
-                    ("conv2d_5", _ConvAct(8, 8, "same", relu())),
-                    ("up_sampl_2", nn.Upsample(scale_factor=2, mode="nearest")),
-                    ("conv2d_6", _ConvAct(8, 16, 0, relu())),
-                    ("up_sampl_3", nn.Upsample(scale_factor=2, mode="nearest")),
-                    ("conv2d_7", _ConvAct(16, 1, "same", nn.Sigmoid())),
-                ]
-            )
-        )
+        self.layers = nn.Sequential(_paper_layers())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, 28, 28) in [0, 1] -> reconstruction (N, 1, 28, 28) in (0, 1)."""
@@ -128,27 +129,10 @@ class A3ConvAutoencoder(nn.Module):
         if not 0.0 <= p_dropout < 1.0:
             raise ValueError(f"p_dropout must be in [0, 1), got {p_dropout!r}")
         self.p_dropout = float(p_dropout)
-        relu = nn.ReLU
-        self.layers = nn.Sequential(
-            OrderedDict(
-                [
-                    ("conv2d_1", _ConvAct(1, 16, "same", relu())),
-                    ("max_pool_1", nn.MaxPool2d(2, ceil_mode=True)),
-                    ("conv2d_2", _ConvAct(16, 8, "same", relu())),
-                    ("max_pool_2", nn.MaxPool2d(2, ceil_mode=True)),
-                    ("conv2d_3", _ConvAct(8, 8, "same", relu())),
-                    ("max_pool_3", nn.MaxPool2d(2, ceil_mode=True)),
-                    ("conv2d_4", _ConvAct(8, 8, "same", relu())),
-                    ("up_sampl_1", nn.Upsample(scale_factor=2, mode="nearest")),
-                    ("conv2d_5", _ConvAct(8, 8, "same", relu())),
-                    ("up_sampl_2", nn.Upsample(scale_factor=2, mode="nearest")),
-                    ("conv2d_6", _ConvAct(8, 16, 0, relu())),
-                    ("spatial_dropout", nn.Dropout2d(self.p_dropout)),
-                    ("up_sampl_3", nn.Upsample(scale_factor=2, mode="nearest")),
-                    ("conv2d_7", _ConvAct(16, 1, "same", nn.Sigmoid())),
-                ]
-            )
-        )
+        layers = list(_paper_layers().items())
+        at = [name for name, _ in layers].index("conv2d_6") + 1
+        layers.insert(at, ("spatial_dropout", nn.Dropout2d(self.p_dropout)))
+        self.layers = nn.Sequential(OrderedDict(layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, 28, 28) in [0, 1] -> reconstruction (N, 1, 28, 28) in (0, 1)."""
