@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Writes the subset-scanning result CSVs of docs/results/ from the runs under a data root
+# (read-only queries through actscan's DuckDB sandbox). Usage: docs/results/export.sh DATA_ROOT
+set -euo pipefail
+root=${1:?data root}
+cd "$(dirname "$0")/../.."
+cols="dataset, protocol, autoencoder, attack, layer, detector, coalesce(score_fn, '') as score_fn, coalesce(tail, '') as tail, round(auroc, 4) as auroc, round(auroc_low, 4) as auroc_low, round(auroc_high, 4) as auroc_high, n_clean, n_noised"
+.venv/bin/actscan query "select $cols from table1 order by dataset, protocol, autoencoder, attack, layer_index, detector, score_fn, tail" \
+  --data-root "$root" --format csv --output docs/results/subset_scan_table1.csv
+.venv/bin/actscan query "select $cols from table2 order by dataset, protocol, autoencoder, attack, detector, score_fn" \
+  --data-root "$root" --format csv --output docs/results/subset_scan_table2.csv
+.venv/bin/actscan query "select run_id, autoencoder, layer, attack, score_fn, proportion, n_sets, round(auroc, 4) as auroc, round(auroc_low, 4) as auroc_low, round(auroc_high, 4) as auroc_high, round(mean_score, 2) as mean_score, round(mean_precision, 3) as mean_precision from group_auroc order by run_id, layer, attack, proportion" \
+  --data-root "$root" --format csv --output docs/results/subset_scan_group.csv
+.venv/bin/actscan query "select run_id, attack, params, n_attempted, n_success, round(success_rate, 4) as success_rate, round(linf_mean, 4) as linf_mean, round(l2_mean, 4) as l2_mean from attacks order by run_id, attack" \
+  --data-root "$root" --format csv --output docs/results/subset_scan_attacks.csv
