@@ -908,14 +908,19 @@ def format_summary(summary: Sequence[Mapping[str, Any]]) -> str:
 
 
 def export_csvs(data_root: str | None, table3_csv: str, table4_csv: str,
-                n_known: int | None = None) -> dict[str, Any]:
+                n_known: int | None = None,
+                seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """The paper-layout summaries of the results table as two CSV files (columns
     :data:`SUMMARY_COLUMNS`): Table 3 (experiments 1x-3x; ``n_known`` only, when given) and
-    Table 4 (experiments 4x). Returns the two summary frames."""
+    Table 4 (experiments 4x); ``seeds``: only rows of those seeds (None: all). Returns the two
+    summary frames."""
     from storage.paths import resolve_data_root
     from storage.tables import read_table
 
-    summary = summarize(read_table(results_url(resolve_data_root(data_root))))
+    df = read_table(results_url(resolve_data_root(data_root)))
+    if seeds is not None:
+        df = df[df["seed"].isin([int(s) for s in seeds])]
+    summary = summarize(df)
     tables = table_frames(summary)
     t3, t4 = tables["table3"], tables["table4"]
     if n_known is not None:
