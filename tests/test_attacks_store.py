@@ -164,3 +164,23 @@ def test_attack_store_keeps_indices_back_to_the_originals(setup, tmp_path) -> No
     assert attack_key(url, "fgsm") == "k-fgsm"
     with pytest.raises(FileNotFoundError):
         read_attack(str(tmp_path / "none.zarr"), "fgsm")
+
+
+def test_matched_protocol_picks_the_smallest_eps_reaching_the_target(setup) -> None:
+    from tasks.spec import load_setup
+    from tasks.stages.attack import matched_params
+
+    clf, x, _ = setup
+    spec = load_setup("embedded-mnist", ["attacks.fgsm.eps_grid=[0.2, 0.001, 0.1]",
+                                         "attacks.match_success=0.3", "attacks.match_sample=20"])
+    params, trials = matched_params(spec, "fgsm", clf, x)
+    eps = [t["eps"] for t in trials]
+    rates = [t["success_rate"] for t in trials]
+    assert eps == [0.001, 0.1, 0.2][: len(eps)] and all(t["n"] == 20 for t in trials)
+    assert rates[-1] >= 0.3 and all(r < 0.3 for r in rates[:-1])  # stops at the first hit
+    assert params == {"eps": eps[-1]}
+    # None reaching the target: the largest epsilon, after trying them all.
+    spec = load_setup("embedded-mnist", ["attacks.fgsm.eps_grid=[0.001, 0.002]",
+                                         "attacks.match_success=1.0", "attacks.match_sample=20"])
+    params, trials = matched_params(spec, "fgsm", clf, x)
+    assert params == {"eps": 0.002} and len(trials) == 2

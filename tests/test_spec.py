@@ -84,3 +84,12 @@ def test_no_layer_imports_the_cli_package() -> None:
         for f in (root / pkg).rglob("*.py"):
             text = f.read_text()
             assert "from actscan" not in text and "import actscan" not in text, f
+
+
+def test_matched_grid_scales_the_bim_step_and_a_base_setup_is_merged() -> None:
+    s = load_setup("paper-mnist-matched")
+    assert s.run_id == "paper-mnist-matched" and s.data.dataset == "mnist"  # from its base
+    assert s.protocol.background == 7000 and s.attacks.grid("bim")[0] == 0.01
+    assert s.attacks.params("bim", 0.1) == {"eps": 0.1, "eps_step": pytest.approx(0.02),
+                                            "max_iter": 100}
+    assert load_setup("paper-mnist").attacks.grid("fgsm") is None
