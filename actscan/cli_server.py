@@ -100,19 +100,7 @@ def terminate_tree(pid: int, timeout: float = 10.0) -> bool:
         os.killpg(pid, signal.SIGTERM)  # the server runs in its own session: pgid == pid
     except (ProcessLookupError, PermissionError):
         pass
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(alive, timeout=5)
-    return not alive
+    return not _terminate_then_kill(psutil, procs, timeout, 5)
 
 
 @server_app.command("start")
@@ -283,6 +271,13 @@ def kill_new_children(before: Iterable[int] = (), timeout: float = 5.0) -> list[
         procs = [p for p in psutil.Process().children(recursive=True) if p.pid not in keep]
     except psutil.Error:
         return []
+    _terminate_then_kill(psutil, procs, timeout, 2)
+    return [p.pid for p in procs]
+
+
+def _terminate_then_kill(psutil: Any, procs: list[Any], timeout: float, grace: float) -> list[Any]:
+    """SIGTERM ``procs``, wait ``timeout`` s, SIGKILL the survivors, wait ``grace`` s; returns
+    the processes still alive after that."""
     for p in procs:
         try:
             p.terminate()
@@ -294,5 +289,5 @@ def kill_new_children(before: Iterable[int] = (), timeout: float = 5.0) -> list[
             p.kill()
         except psutil.NoSuchProcess:
             pass
-    psutil.wait_procs(alive, timeout=2)
-    return [p.pid for p in procs]
+    _, alive = psutil.wait_procs(alive, timeout=grace)
+    return alive

@@ -96,7 +96,7 @@ from tasks.stages.common import (
     skip_if_done,
     take_rows,
 )
-from tasks.stages.extract import extraction_layers, group_ok, record_sets, set_keys, verify_group
+from tasks.stages.extract import extraction_layers, record_sets, require_groups, set_keys
 from tasks.stages.scan import scan_layers
 
 STAGE = "evaluate"
@@ -405,13 +405,8 @@ def _check_inputs(spec: RunSpec, cat: RunCatalog,
     are left out, logged and counted in the summary, never silently)."""
     ev = spec.evaluation
     feasible: dict[tuple[str, str], list[float]] = {}
-    for ae, sets in keys.items():
-        for s, k in sets.items():
-            url = cat.activation_set(ae, s)
-            if not group_ok(url, k):
-                raise FileNotFoundError(f"activations {url} are missing, incomplete or stale: "
-                                        "run the extract stage")
-            verify_group(url)
+    require_groups(cat, keys)
+    for ae in keys:
         root, _ = _group(cat.activations, ae)
         m = root["background"]["index"].shape[0]
         if "lid" in ev.detectors and m < ev.lid_k + 1:

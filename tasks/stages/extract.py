@@ -87,6 +87,18 @@ def verify_group(url: str) -> None:
     verify_chunks(url, [*g.attrs["layers"], "index"])
 
 
+def require_groups(cat: RunCatalog, keys: dict[str, dict[str, str]]) -> None:
+    """Before a stage reads activations: every (autoencoder, set) group is complete, current
+    and has all its chunks (FileNotFoundError / StoreIntegrityError naming it otherwise)."""
+    for ae, sets in keys.items():
+        for s, k in sets.items():
+            url = cat.activation_set(ae, s)
+            if not group_ok(url, k):
+                raise FileNotFoundError(f"activations {url} are missing, incomplete or stale: "
+                                        "run the extract stage")
+            verify_group(url)
+
+
 def group_current(url: str, key: str) -> bool:
     """True when the group is complete, was written under ``key`` and has every chunk; a
     damaged group is logged (it is then written again beside itself and swapped in)."""

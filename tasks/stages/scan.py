@@ -22,7 +22,7 @@ from storage.zarr_io import StoreIntegrityError, open_group
 from tasks.schemas import SCORES_SCHEMA
 from tasks.spec import RunSpec
 from tasks.stages.common import content_key, finish, log, provenance, skip_if_done
-from tasks.stages.extract import extraction_layers, group_ok, record_sets, set_keys, verify_group
+from tasks.stages.extract import extraction_layers, record_sets, require_groups, set_keys
 
 
 def scan_layers(spec: RunSpec) -> list[str]:
@@ -74,13 +74,7 @@ def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any
     if (done := skip_if_done(cat, "scan", key, force,
                              lambda: read_table(cat.table("scores"), columns=["score"]))) is not None:
         return done
-    for ae, sets in keys.items():  # before any work: every input present, current, whole
-        for s, k in sets.items():
-            url = cat.activation_set(ae, s)
-            if not group_ok(url, k):
-                raise FileNotFoundError(f"activations {url} are missing, incomplete or stale: "
-                                        "run the extract stage")
-            verify_group(url)
+    require_groups(cat, keys)  # before any work: every input present, current, whole
     t0 = time.perf_counter()
     sc = spec.scan
     jobs = [(ae, layer) for ae in keys for layer in layers]
