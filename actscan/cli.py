@@ -78,7 +78,8 @@ BAD_DATA_ERRORS = frozenset({"DataFormatError", "ChecksumError", "StoreIntegrity
 #: Commands that run flows: they get the log file, quiet consoles and the signal handlers.
 PIPELINE_COMMANDS = {"run", "ingest", "a3", "fit-scorer", "score-new", "serve"}
 #: Commands defined in their own modules (``actscan/cli_<name>.py`` with ``register(app)``).
-EXTENSIONS = ("cli_ingest", "cli_query", "cli_show", "cli_report", "cli_a3", "cli_server", "cli_serve")
+EXTENSIONS = ("cli_ingest", "cli_query", "cli_show", "cli_report", "cli_a3", "cli_server", "cli_serve",
+              "cli_layers")
 
 EXIT_CODES_HELP = ("Exit codes: 0 done; 2 bad input (an option, setup, file or table); 3 malformed "
                    "data; 1 any other error; 128+N stopped by signal N. A failed command prints "
@@ -413,6 +414,7 @@ class PipelineSession:
             mine.setFormatter(console_fmt)
             mine.setLevel(logging.INFO)
             mine.addFilter(lambda r: r.name != "actscan.cli")  # the session's own lines: file only
+            mine.addFilter(lambda r: not getattr(r, "detail", False))  # tasks.progress.DETAIL
             self._add(logging.getLogger("actscan"), mine)
             others = logging.StreamHandler(sys.stderr)  # other libraries' warnings
             others.setFormatter(console_fmt)

@@ -20,7 +20,7 @@ def _fail(message: str) -> NoReturn:
 
 def report_command(
     setup: Annotated[str, typer.Option("--setup", help="Preset name or setup YAML whose run to report (gives the run id and data root).")] = "embedded-mnist",
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Run to report (default: the setup's run_id).")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", "--run", help="Run to report (default: the setup's run_id).")] = None,
     data_root: Annotated[str | None, typer.Option("--data-root", help="Data root (path or fsspec URL); default the setup's, $ACTSCAN_DATA_ROOT or ./actscan-data.")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Where to write the HTML (default <run_dir>/report.html).")] = None,
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Draw the ROC and score-distribution figures.")] = True,

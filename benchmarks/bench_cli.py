@@ -1,4 +1,4 @@
-"""Start-up cost of ``actscan query``: median wall time of fresh processes.
+"""Start-up cost of the CLI: median wall time of fresh processes.
 
     .venv/bin/python benchmarks/bench_cli.py            # 5 runs each
     .venv/bin/python benchmarks/bench_cli.py --runs 9
@@ -9,7 +9,14 @@ tables. Timed, each as a new process: the interpreter alone, ``import actscan.cl
 installed ``actscan query SQL`` when its query command is this module's, and the baseline: the
 same SQL with DuckDB directly (``read_parquet`` views, no discovery, no sandbox, no CLI).
 
-Ends with one line ``query_s=<x> baseline_s=<y> ratio=<z>``.
+Then, with ``--commands`` (default on): ``actscan --help``, ``actscan tables``, ``actscan show
+paper-table1`` (read-only: never start Prefect), and ``actscan ingest nsl-kdd --force`` of a
+3000-row NSL-KDD file (runs a Prefect flow) twice over: without a server (each command starts
+Prefect's temporary server) and after ``actscan server start`` (the flows use it), with
+``ACTSCAN_HOME`` in the benchmark's temporary folder.
+
+Ends with one line ``query_s=<x> baseline_s=<y> ratio=<z>`` (and with ``--commands`` a second
+``help_s=... ingest_s=... ingest_server_s=...``).
 """
 
 from __future__ import annotations
@@ -60,10 +67,42 @@ def median_time(cmd: list[str], runs: int, env: dict[str, str]) -> float:
     return statistics.median(times)
 
 
+def commands(actscan: Path, data: Path, tmp: Path, env: dict[str, str], runs: int) -> None:
+    """Time the other commands; ingest with and without ``actscan server start``."""
+    sys.path.insert(0, str(ROOT))
+    from tests.fixtures.synthetic_data import write_nsl_kdd
+
+    src = tmp / "nsl"
+    write_nsl_kdd(src, n_train=2000, n_test=1000)
+    env = {**env, "ACTSCAN_HOME": str(tmp / "home")}
+    a = str(actscan)
+    fig: dict[str, float] = {}
+    fig["actscan --help"] = median_time([a, "--help"], runs, env)
+    fig["actscan tables"] = median_time([a, "tables", "--data-root", str(data)], runs, env)
+    fig["actscan show paper-table1"] = median_time([a, "show", "paper-table1", "--data-root", str(data)], runs, env)
+    ingest = [a, "ingest", "nsl-kdd", "--source", str(src), "--data-root", str(tmp / "ingest-root"), "--force"]
+    fig["actscan ingest (3000 rows), no server"] = median_time(ingest, max(3, runs // 2), env)
+    t0 = time.perf_counter()
+    subprocess.run([a, "server", "start"], cwd=ROOT, env=env, check=True, capture_output=True)
+    fig["actscan server start (once)"] = time.perf_counter() - t0
+    try:
+        fig["actscan ingest (3000 rows), server running"] = median_time(ingest, max(3, runs // 2), env)
+    finally:
+        subprocess.run([a, "server", "stop"], cwd=ROOT, env=env, capture_output=True)
+    for name, seconds in fig.items():
+        print(f"{name:45s} {seconds:7.3f} s")
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    print(f"help_s={fig['actscan --help']:.3f} "
+          f"ingest_s={fig['actscan ingest (3000 rows), no server']:.3f} "
+          f"ingest_server_s={fig['actscan ingest (3000 rows), server running']:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="processes per figure (median)")
     parser.add_argument("--rows", type=int, default=10_000, help="rows of each run's scores table")
+    parser.add_argument("--commands", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time --help, tables, show and ingest (with / without a server)")
     args = parser.parse_args()
 
     py = sys.executable
@@ -101,6 +140,8 @@ def main() -> None:
         q, b = figures[headline], figures["baseline: duckdb directly"]
         print(f"headline: {headline}; {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.2f}")
         print(f"query_s={q:.3f} baseline_s={b:.3f} ratio={q / b:.2f}")
+        if args.commands and actscan.exists():
+            commands(actscan, data, tmp, env, args.runs)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

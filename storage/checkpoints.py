@@ -21,7 +21,12 @@ def save_checkpoint(model: torch.nn.Module, path_stem: str, config: dict[str, An
     """Save ``model.state_dict()`` to ``<stem>.pt`` and ``config`` (+ sha256 of the weights) to ``<stem>.json``."""
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
-    payload = buf.getvalue()
+    return save_checkpoint_bytes(buf.getvalue(), path_stem, config)
+
+
+def save_checkpoint_bytes(payload: bytes, path_stem: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Save ``payload`` (a state_dict or TorchScript archive) to ``<stem>.pt`` and ``config``
+    (+ its sha256) to ``<stem>.json``; the JSON is written last."""
     record = {**config, "weights_sha256": hashlib.sha256(payload).hexdigest()}
     write_bytes_atomic(f"{path_stem}.pt", payload)
     write_bytes_atomic(f"{path_stem}.json", json.dumps(record, indent=2, sort_keys=True).encode())
@@ -33,14 +38,24 @@ def read_checkpoint_config(path_stem: str) -> dict[str, Any]:
     return json.loads(read_bytes(f"{path_stem}.json"))
 
 
-def load_state_dict(path_stem: str, verify: bool = True) -> dict[str, torch.Tensor]:
-    """Load ``<stem>.pt`` with ``weights_only=True``; with ``verify`` check its sha256 first."""
+def read_weights(path_stem: str, verify: bool = True) -> bytes:
+    """The bytes of ``<stem>.pt``; with ``verify`` checked against the recorded sha256."""
     payload = read_bytes(f"{path_stem}.pt")
     if verify:
         expected = read_checkpoint_config(path_stem).get("weights_sha256")
         actual = hashlib.sha256(payload).hexdigest()
         if expected and expected != actual:
             raise ValueError(f"checkpoint {path_stem}.pt: sha256 {actual} != recorded {expected}")
+    return payload
+
+
+def load_state_dict(path_stem: str, verify: bool = True) -> dict[str, torch.Tensor]:
+    """Load ``<stem>.pt`` with ``weights_only=True``; with ``verify`` check its sha256 first."""
+    payload = read_weights(path_stem, verify)
+    if read_checkpoint_config(path_stem).get("model", {}).get("class") == "TorchScript":
+        from tasks.models.user_model import load_torchscript
+
+        return load_torchscript(payload).state_dict()
     return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
 
 

@@ -15,7 +15,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from tasks.progress import bar as progress_bar
 
 ATTACKS: tuple[str, ...] = ("fgsm", "bim", "deepfool")  # parameters: tasks/spec.py + tasks/setups/
 
@@ -176,8 +177,8 @@ def run_attack(
     finished batches are read back instead of attacked again and new ones are saved, so a killed
     run resumes.
     """
-    if x.ndim != 4:
-        raise ValueError(f"x: expected (N, C, H, W) images, got shape {x.shape}")
+    if x.ndim < 2:
+        raise ValueError(f"x: expected (N, ...) records, got shape {x.shape}")
     if len(x) == 0:
         raise ValueError("x: no images to attack")
     if name not in ATTACKS:
@@ -192,8 +193,8 @@ def run_attack(
     attack = make_attack(name, attacker, params, batch_size=batch_size)
     x = np.ascontiguousarray(x, dtype=np.float32)
     advs, clean_preds, adv_preds = [], [], []
-    for start in tqdm(range(0, len(x), batch_size), desc=name, disable=progress is False or None,
-                      leave=False):
+    for start in progress_bar(range(0, len(x), batch_size), desc=name, enabled=progress,
+                              unit="batch"):
         xb = x[start : start + batch_size]
         adv = checkpoint.get(start) if checkpoint is not None else None
         if adv is None:

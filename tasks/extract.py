@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from storage.zarr_io import DEFAULT_CODEC, create_rows, mark_complete, open_group
 from tasks.models.layers import capture
 from tasks.models.layers import named_layers as _named_layers
+from tasks.progress import bar as progress_bar
 
 RECON_ERROR = "recon_error"
 DONE = "_done"
@@ -229,8 +229,8 @@ def extract_to_zarr(
     todo = [c for c in range(n_chunks) if not done_flags[c]]
     total_done = {"rows": int(sum(min(chunk_rows, n - c * chunk_rows)
                                   for c in range(n_chunks) if done_flags[c]))}
-    bar = tqdm(total=n, initial=total_done["rows"], desc=f"extract {url.rsplit('/', 1)[-1]}",
-               disable=progress is not True, leave=False, unit="rec")
+    bar = progress_bar(total=n, initial=total_done["rows"], desc=f"extract {url.rsplit('/', 1)[-1]}",
+                       enabled=progress, unit="rec")
 
     def after(_c: int, rows: int) -> None:
         total_done["rows"] += rows

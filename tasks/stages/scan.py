@@ -21,7 +21,7 @@ from storage.tables import read_table, write_table
 from storage.zarr_io import StoreIntegrityError, open_group
 from tasks.schemas import SCORES_SCHEMA
 from tasks.spec import RunSpec
-from tasks.stages.common import content_key, finish, log, provenance, skip_if_done
+from tasks.stages.common import content_key, finish, has_recon_error, log, provenance, skip_if_done
 from tasks.stages.extract import extraction_layers, record_sets, require_groups, set_keys
 
 
@@ -29,7 +29,9 @@ def scan_layers(spec: RunSpec) -> list[str]:
     """Layers scanned: ``scan.layers`` or every extracted layer plus the reconstruction error."""
     from tasks.extract import RECON_ERROR
 
-    return [*extraction_layers(spec), RECON_ERROR] if spec.scan.layers == "all" else list(spec.scan.layers)
+    if spec.scan.layers != "all":
+        return list(spec.scan.layers)
+    return [*extraction_layers(spec), *([RECON_ERROR] if has_recon_error(spec) else [])]
 
 
 def scan_layer(activations_url: str, autoencoder: str, layer: str, sets: list[str], score: str,

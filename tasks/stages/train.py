@@ -167,13 +167,68 @@ def train_autoencoder_on(spec: RunSpec, cat: RunCatalog, name: str, x_tr: np.nda
         force=force, evaluate=lambda m: {"test_loss": autoencoder_loss(m, x_te)},
         train=lambda m, state: train_autoencoder(
             m, x_tr, x_va, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=spec.seed,
-            patience=a.patience, on_epoch=epoch_logger(name), progress=spec.execution.progress,
+            patience=a.patience, on_epoch=epoch_logger(name, a.epochs), progress=spec.execution.progress,
             resume=state))
+
+
+def _import_user_model(spec: RunSpec, cat: RunCatalog, name: str, source: dict[str, Any],
+                       x_te: np.ndarray, y_te: np.ndarray) -> dict[str, Any]:
+    """The user's model (TorchScript or class + state_dict) checkpointed into the run, with
+    its test accuracy (a classifier) or test MSE (output shaped like the input)."""
+    import torch
+
+    from tasks.models.io import save_user_model
+    from tasks.models.training import accuracy
+    from tasks.models.user_model import load_user_model, sha256_hex
+
+    model, conf, payload = load_user_model(source)
+    key = content_key("user-model", sha256_hex(payload),
+                      {k: v for k, v in conf.items() if k not in ("pythonpath", "source")})
+    if (kept := reusable(cat, name, key)) is not None:
+        return kept
+    with torch.no_grad():
+        probe = model(torch.as_tensor(x_te[:2]))
+    if not isinstance(probe, torch.Tensor):
+        raise ValueError(f"models.{name}: the model returns {type(probe).__name__}; actscan needs "
+                         "a tensor output")
+    metrics: dict[str, Any] = {"user_model": conf["class"]}
+    if probe.shape == x_te[:2].shape:
+        with torch.no_grad():
+            out = torch.cat([model(torch.as_tensor(x_te[i:i + 256])) for i in range(0, len(x_te), 256)])
+        metrics["test_mse"] = float(((out - torch.as_tensor(x_te)) ** 2).mean())
+    elif probe.ndim == 2:
+        if probe.shape[1] <= int(y_te.max()):
+            raise ValueError(f"models.{name}: the model has {probe.shape[1]} outputs, but the "
+                             f"labels go up to {int(y_te.max())}")
+        metrics["test_accuracy"] = accuracy(model, x_te, y_te)
+    elif name == CLASSIFIER:
+        raise ValueError(f"models.{name}: a classifier must return (batch, classes) logits; "
+                         f"got {tuple(probe.shape)}")
+    save_user_model(payload, conf, cat.model(name), name=name, run_id=spec.run_id,
+                    data={"dataset": spec.data.dataset, "user_source": source},
+                    params={"imported": True}, metrics=metrics, data_root=cat.data_root, key=key)
+    log.info("%s: your model (%s) checkpointed, %s", name, conf["class"],
+             " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+    return {**metrics, "imported": True}
+
+
+def _builtin_fits(ds: Dataset, name: str) -> None:
+    shape = list(ds.attrs.get("feature_shape", [1, 28, 28]))
+    if shape != [1, 28, 28]:
+        raise ValueError(f"models.{name}: the built-in model takes 1x28x28 images, your records "
+                         f"are {'x'.join(map(str, shape))}; give models.{name}.torchscript or "
+                         f"models.{name}.module + state_dict")
+
+
+def scanned_models(spec: RunSpec) -> list[str]:
+    """Checkpoints the run needs: the classifier, and the autoencoder unless the classifier
+    is the scanned model."""
+    return [CLASSIFIER] + ([AUTOENCODER] if spec.extraction.model == "autoencoder" else [])
 
 
 def _stage_key(spec: RunSpec, ds: Dataset) -> str:
     return content_key(dataset_fingerprint(ds), spec.data.train_rows, spec.models.classifier,
-                       spec.models.autoencoder, spec.seed)
+                       spec.models.autoencoder, spec.seed, scanned_models(spec))
 
 
 def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any]:
@@ -183,7 +238,8 @@ def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any
 
     ds = open_run_dataset(spec, cat)
     key = _stage_key(spec, ds)
-    verify = checkpoints_verify(cat, [CLASSIFIER, AUTOENCODER])
+    names = scanned_models(spec)
+    verify = checkpoints_verify(cat, names)
     if (done := skip_if_done(cat, "train", key, force, verify)) is not None:
         return done
     rows, x_tr, x_va, x_te, y_te = training_arrays(spec, ds)
@@ -193,7 +249,10 @@ def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any
     c = spec.models.classifier
     if c.checkpoint:
         summary[CLASSIFIER] = _import_checkpoint(spec, cat, CLASSIFIER, c.checkpoint)
+    elif (src := c.user_model()) is not None:
+        summary[CLASSIFIER] = _import_user_model(spec, cat, CLASSIFIER, src, x_te, y_te)
     else:
+        _builtin_fits(ds, CLASSIFIER)
         y_tr = ds.take("y", rows)
         y_va = ds.take("y", val) if val is not None else None
         summary[CLASSIFIER] = fit_model(
@@ -202,13 +261,18 @@ def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any
             train=lambda m, state: train_classifier(
                 m, x_tr, y_tr, x_va, y_va, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr,
                 seed=spec.seed, patience=spec.models.autoencoder.patience,
-                on_epoch=epoch_logger(CLASSIFIER), progress=spec.execution.progress,
+                on_epoch=epoch_logger(CLASSIFIER, c.epochs), progress=spec.execution.progress,
                 lr_schedule=c.schedule, resume=state))
     a = spec.models.autoencoder
-    if a.checkpoint:
+    if AUTOENCODER not in names:
+        log.info("autoencoder: not needed (extraction.model = classifier)")
+    elif a.checkpoint:
         summary[AUTOENCODER] = _import_checkpoint(spec, cat, AUTOENCODER, a.checkpoint)
+    elif (src := a.user_model()) is not None:
+        summary[AUTOENCODER] = _import_user_model(spec, cat, AUTOENCODER, src, x_te, y_te)
     else:
+        _builtin_fits(ds, AUTOENCODER)
         summary[AUTOENCODER] = train_autoencoder_on(spec, cat, AUTOENCODER, x_tr, x_va, x_te,
                                                     data, force)
-    summary["weights"] = {n: weights_sha(cat, n)[:16] for n in (CLASSIFIER, AUTOENCODER)}
+    summary["weights"] = {n: weights_sha(cat, n)[:16] for n in names}
     return finish(cat, "train", key, summary)
