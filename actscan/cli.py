@@ -193,10 +193,24 @@ def run_command(
     from flows.pipeline import pipeline_flow
 
     t0 = time.perf_counter()
+    started = time.time()
     out = pipeline_flow(spec=spec, stages=chosen, force=list(force or []))
     _console().print(f"[bold]run {escape(spec.run_id)}[/bold] ({escape(spec.setup)}) finished in "
                      f"{time.perf_counter() - t0:.1f} s")
     print_results(spec, out)
+    _print_report(spec, started)
+
+
+def _print_report(spec: Any, started: float) -> None:
+    """Where this run's report is (written by the flow's last task), when it wrote one."""
+    from storage.catalog import RunCatalog
+    from storage.paths import is_url, join
+
+    path = join(RunCatalog.for_run(spec.run_id, spec.execution.data_root).run_dir, "report.html")
+    if is_url(path) or not spec.execution.report:
+        return
+    if os.path.exists(path) and os.path.getmtime(path) >= started - 1:
+        _console().print(f"[bold]Report[/bold]: {path}", highlight=False)
 
 
 def print_results(spec: Any, out: dict[str, Any]) -> None:

@@ -5,15 +5,17 @@
 ``pipeline_flow`` takes a setup name (a shipped preset or a YAML path) plus dotted overrides -
 what a deployment's parameters are - or a whole :class:`~tasks.spec.RunSpec`; checks the spec
 against the data and the machine before any stage runs; then runs each stage as a Prefect task.
-The top-level flow run carries the result tables as artifacts.
+The top-level flow run carries the result tables as artifacts, and the run ends with its HTML
+report (``<run_dir>/report.html``, linked as an artifact) unless ``execution.report`` is off.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from flows._prefect import artifact_key, stage_task
@@ -53,6 +55,23 @@ def _publish(spec: RunSpec, out: dict[str, Any]) -> None:
                                  description="Where the run's tables and stores are")
 
 
+@task(name="report", retries=0, cache_policy=NO_CACHE)
+def report_task(spec: RunSpec, run_dir: str) -> str | None:
+    """Write ``<run_dir>/report.html`` and link it as a Prefect artifact; None (logged) when
+    the report cannot be written - the run's tables stay valid either way."""
+    from tasks.report import build_report, publish_report_artifact
+
+    logger = get_run_logger()
+    try:
+        result = build_report(spec.execution.data_root, spec.run_id, spec.setup)
+    except Exception as exc:  # a derived output: never fail a finished run for it
+        logger.warning("report: not written (%s: %s)", type(exc).__name__, exc)
+        return None
+    publish_report_artifact(result.path, result.summary)
+    logger.info("report: %s", result.path)
+    return result.path
+
+
 @flow(name="actscan-pipeline", log_prints=True)
 def pipeline_flow(setup: str = DEFAULT_SETUP, overrides: dict[str, Any] | None = None,
                   spec: RunSpec | None = None, stages: list[str] | None = None,
@@ -81,4 +100,6 @@ def pipeline_flow(setup: str = DEFAULT_SETUP, overrides: dict[str, Any] | None =
         if name == "ingest":
             check_protocol(s)  # the record sets fit the data before any model trains
     _publish(s, out)
+    if s.execution.report and "results" in chosen:
+        report_task(s, cat.run_dir)
     return out

@@ -276,6 +276,7 @@ class ExecutionSpec(_Section):
     dask_address: str | None = Field(None, description="Dask scheduler address; None: a local cluster.")
     n_workers: int = Field(2, ge=1, description="Workers of the local Dask cluster.")
     progress: bool = True
+    report: bool = Field(True, description="End the run by writing <run_dir>/report.html (and a Prefect artifact linking it).")
 
 
 class RunSpec(_Section):

@@ -190,6 +190,7 @@ def test_both_model_forms_run_every_stage_with_the_same_results(byo_runs) -> Non
 
         models = json.loads(auroc["prov_models"].iloc[0])
         assert list(models) == ["classifier"] and len(models["classifier"]) == 64
+        assert "features.1" in (Path(cat.run_dir) / "report.html").read_text()  # the run's report
         tables[kind] = scores
     a = _values(tables["torchscript"]).sort_values(["layer", "record_set", "record"]).reset_index(drop=True)
     b = _values(tables["class"]).sort_values(["layer", "record_set", "record"]).reset_index(drop=True)

@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["data.n_records=300", "models.autoencoder.epochs=2", "models.classifier.epochs=3",
         "protocol.background=60", "protocol.clean=30", "attacks.fgsm.eps=0.3",
         "attacks.bim.eps=0.3", "attacks.bim.eps_step=0.06", "attacks.bim.max_iter=5",
-        "extraction.chunk_rows=10", "execution.n_workers=2", "execution.progress=false"]
+        "extraction.chunk_rows=10", "execution.n_workers=2", "execution.progress=false",
+        "execution.report=false"]
 ALL = ("ingest", "train", "poison", "attack", "extract", "scan", "results", "evaluate")
 
 
@@ -56,7 +57,7 @@ def run(prefect_api, tmp_path_factory):
     from flows.pipeline import pipeline_flow
 
     root = str(tmp_path_factory.mktemp("e2e"))
-    spec = tiny(root)
+    spec = tiny(root, "tiny", "execution.report=true")  # the run ends with its report
     out = pipeline_flow(spec=spec)
     first_scores.update(scores=read_table(RunCatalog.for_run("tiny", root).table("scores")))
     return spec, out
@@ -277,4 +278,13 @@ def test_prefect_artifacts_published(run) -> None:
         async with get_client() as client:
             return {a.key for a in await client.read_artifacts()}
 
-    assert {"tiny-autoencoder-auroc", "tiny-attacks", "tiny-outputs"} <= asyncio.run(keys())
+    assert {"tiny-autoencoder-auroc", "tiny-attacks", "tiny-outputs", "tiny-report"} <= \
+        asyncio.run(keys())
+
+
+def test_the_run_ends_with_its_report(run) -> None:
+    spec, _out = run
+    html = Path(RunCatalog.for_run(spec.run_id, spec.execution.data_root).run_dir, "report.html")
+    text = html.read_text()
+    assert "actscan report" in text and "conv2d_1" in text and "data:image/png;base64," in text
+    assert "http://" not in text.replace("http://www.w3.org", "")  # self-contained
