@@ -77,78 +77,56 @@ class ProtocolSpec(_Section):
 
 
 # ---------------------------------------------------------------------------------- models
-class ClassifierSpec(_Section):
+class _ModelSource(_Section):
+    """Where a model comes from instead of training: an actscan checkpoint, or the user's own
+    model (a TorchScript file, or an importable class + state_dict)."""
+
+    checkpoint: str | None = Field(None, description="Use this actscan checkpoint (stem of .pt/.json) instead of training.")
+    torchscript: str | None = Field(None, description="Your model as a TorchScript file (torch.jit.save) instead of training one.")
+    module: str | None = Field(None, description="Your model's class as 'package.module:Class' (imported; the setup file's folder is searched first), built with kwargs, weights from state_dict.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of module's class.")
+    state_dict: str | None = Field(None, description="With module: a torch state_dict file, loaded with weights_only=True.")
+    pythonpath: str | None = Field(None, description="Folder searched first to import module (default: the setup file's folder).")
+
+    def user_model(self) -> dict[str, Any] | None:
+        """The user's model source ({"torchscript": path} or {"module", "kwargs", "state_dict"}), or None."""
+        if self.torchscript:
+            return {"torchscript": self.torchscript}
+        if self.module:
+            return {"module": self.module, "kwargs": dict(self.kwargs), "state_dict": self.state_dict,
+                    "pythonpath": self.pythonpath}
+        return None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Any:
+        given = [n for n in ("checkpoint", "torchscript", "module") if getattr(self, n)]
+        if len(given) > 1:
+            raise ValueError(f"give one of checkpoint, torchscript, module; got {', '.join(given)}")
+        if self.module and ":" not in self.module:
+            raise ValueError(f"module: expected 'package.module:Class', got {self.module!r}")
+        if self.module and not self.state_dict:
+            raise ValueError("module: needs state_dict (the weights file)")
+        if self.state_dict and not self.module:
+            raise ValueError("state_dict: needs module (the class the weights belong to)")
+        return self
+
+
+class ClassifierSpec(_ModelSource):
     """The CNN the attacks target (cross-entropy, Adam)."""
 
     epochs: int = Field(8, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     schedule: Literal["constant", "cosine"] = "constant"
-    checkpoint: str | None = Field(None, description="Use this actscan checkpoint (stem of .pt/.json) instead of training.")
-    torchscript: str | None = Field(None, description="Your model as a TorchScript file (torch.jit.save) instead of training one.")
-    module: str | None = Field(None, description="Your model's class as 'package.module:Class' (imported; the setup file's folder is searched first), built with kwargs, weights from state_dict.")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of module's class.")
-    state_dict: str | None = Field(None, description="With module: a torch state_dict file, loaded with weights_only=True.")
-    pythonpath: str | None = Field(None, description="Folder searched first to import module (default: the setup file's folder).")
-
-    def user_model(self) -> dict[str, Any] | None:
-        """The user's model source ({"torchscript": path} or {"module", "kwargs", "state_dict"}), or None."""
-        if self.torchscript:
-            return {"torchscript": self.torchscript}
-        if self.module:
-            return {"module": self.module, "kwargs": dict(self.kwargs), "state_dict": self.state_dict,
-                    "pythonpath": self.pythonpath}
-        return None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> Any:
-        given = [n for n in ("checkpoint", "torchscript", "module") if getattr(self, n)]
-        if len(given) > 1:
-            raise ValueError(f"give one of checkpoint, torchscript, module; got {', '.join(given)}")
-        if self.module and ":" not in self.module:
-            raise ValueError(f"module: expected 'package.module:Class', got {self.module!r}")
-        if self.module and not self.state_dict:
-            raise ValueError("module: needs state_dict (the weights file)")
-        if self.state_dict and not self.module:
-            raise ValueError("state_dict: needs module (the class the weights belong to)")
-        return self
 
 
-class AutoencoderSpec(_Section):
+class AutoencoderSpec(_ModelSource):
     """The paper's 4385-parameter conv autoencoder (BCE, Adadelta)."""
 
     epochs: int = Field(40, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1.0, gt=0)
     patience: int | None = Field(None, ge=1, description="Early stopping on the validation split (trains on the train split only).")
-    checkpoint: str | None = Field(None, description="Use this actscan checkpoint (stem of .pt/.json) instead of training.")
-    torchscript: str | None = Field(None, description="Your model as a TorchScript file (torch.jit.save) instead of training one.")
-    module: str | None = Field(None, description="Your model's class as 'package.module:Class' (imported; the setup file's folder is searched first), built with kwargs, weights from state_dict.")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of module's class.")
-    state_dict: str | None = Field(None, description="With module: a torch state_dict file, loaded with weights_only=True.")
-    pythonpath: str | None = Field(None, description="Folder searched first to import module (default: the setup file's folder).")
-
-    def user_model(self) -> dict[str, Any] | None:
-        """The user's model source ({"torchscript": path} or {"module", "kwargs", "state_dict"}), or None."""
-        if self.torchscript:
-            return {"torchscript": self.torchscript}
-        if self.module:
-            return {"module": self.module, "kwargs": dict(self.kwargs), "state_dict": self.state_dict,
-                    "pythonpath": self.pythonpath}
-        return None
-
-    @model_validator(mode="after")
-    def _one_source(self) -> Any:
-        given = [n for n in ("checkpoint", "torchscript", "module") if getattr(self, n)]
-        if len(given) > 1:
-            raise ValueError(f"give one of checkpoint, torchscript, module; got {', '.join(given)}")
-        if self.module and ":" not in self.module:
-            raise ValueError(f"module: expected 'package.module:Class', got {self.module!r}")
-        if self.module and not self.state_dict:
-            raise ValueError("module: needs state_dict (the weights file)")
-        if self.state_dict and not self.module:
-            raise ValueError("state_dict: needs module (the class the weights belong to)")
-        return self
 
 
 class PoisonSpec(_Section):

