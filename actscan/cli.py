@@ -79,7 +79,7 @@ BAD_DATA_ERRORS = frozenset({"DataFormatError", "ChecksumError", "StoreIntegrity
 PIPELINE_COMMANDS = {"run", "ingest", "a3", "fit-scorer", "score-new", "serve"}
 #: Commands defined in their own modules (``actscan/cli_<name>.py`` with ``register(app)``).
 EXTENSIONS = ("cli_ingest", "cli_query", "cli_show", "cli_report", "cli_a3", "cli_server", "cli_serve",
-              "cli_layers")
+              "cli_layers", "cli_figures")
 
 EXIT_CODES_HELP = ("Exit codes: 0 done; 2 bad input (an option, setup, file or table); 3 malformed "
                    "data; 1 any other error; 128+N stopped by signal N. A failed command prints "

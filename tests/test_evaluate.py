@@ -298,6 +298,29 @@ def test_figures_are_drawn_and_redrawn_from_the_tables(evaluated) -> None:
         _nonblank_png(p)
 
 
+def test_figures_command_redraws_from_the_tables(evaluated) -> None:
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from actscan.cli import app
+
+    spec, cat, _, out, _ = evaluated
+    tables = {n: Path(u).stat().st_mtime_ns for n, u in out["tables"].items()}
+    for p in out["figures"]:
+        Path(p).unlink()
+    res = CliRunner().invoke(app, ["figures", "--run-id", spec.run_id, "--data-root",
+                                   str(cat.data_root)])
+    assert res.exit_code == 0, res.output
+    assert f"{len(out['figures']) // 2} figures (PNG + SVG) redrawn" in res.output
+    for p in out["figures"]:
+        assert Path(p).stat().st_size > 0
+    assert {n: Path(u).stat().st_mtime_ns for n, u in out["tables"].items()} == tables
+    missing = CliRunner().invoke(app, ["figures", "--run-id", "nope", "--data-root",
+                                       str(cat.data_root)])
+    assert missing.exit_code == 2 and "has no evaluation tables" in missing.output
+
+
 def test_a_second_run_skips(evaluated) -> None:
     from tasks.stages import evaluate
 
