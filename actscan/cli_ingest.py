@@ -61,6 +61,7 @@ def ingest_command(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when up to date.")] = False,
     workers: Annotated[int, typer.Option("--workers", help="Parallel parse threads (cicids2018).")] = 2,
     blocksize_mb: Annotated[int, typer.Option("--blocksize-mb", help="CSV bytes per Dask partition (cicids2018).")] = 32,
+    dask_address: Annotated[str | None, typer.Option("--dask-address", help="cicids2018: a Dask scheduler (tcp://host:8786) whose workers parse and write; default a local cluster.")] = None,
 ) -> None:
     """Ingest a data set from its real files into <data-root>/datasets/<dataset>/<version>.zarr."""
     from actscan.settings import configure_prefect
@@ -71,6 +72,15 @@ def ingest_command(
         return
     if dataset not in DATASETS:
         raise typer.BadParameter(f"unknown dataset {dataset!r}; choose from {_DATASETS_HELP}")
+    if dask_address:
+        if dataset != "cicids2018":
+            raise typer.BadParameter(f"--dask-address: only cicids2018 ingests on Dask workers, not {dataset}")
+        from tasks.stages.checks import check_dask_address
+
+        try:  # one line when no scheduler answers, before any flow starts
+            check_dask_address(dask_address, name="--dask-address")
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from e
     configure_prefect()
     from flows.ingest import ingest_dataset_flow
 
@@ -78,7 +88,8 @@ def ingest_command(
         info = ingest_dataset_flow(
             dataset, source, data_root,
             {"version": version, "seed": seed, "days": _split_days(days), "force": force,
-             "workers": workers, "blocksize": blocksize_mb << 20},
+             "workers": workers, "blocksize": blocksize_mb << 20,
+             **({"dask_address": dask_address} if dask_address else {})},
         )
     except DataUnavailableError as e:
         typer.echo(f"error: {e}", err=True)

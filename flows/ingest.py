@@ -19,7 +19,15 @@ from tasks.data.ingest import DatasetInfo, ingest_dataset
 def ingest_dataset_task(name: str, source: str | None, data_root: str | None,
                         options: dict[str, Any]) -> DatasetInfo:
     logger = get_run_logger()
-    return ingest_dataset(name, source, data_root, progress=logger.info, **options)
+    options = dict(options)
+    address = options.pop("dask_address", None)
+    if not address:
+        return ingest_dataset(name, source, data_root, progress=logger.info, **options)
+    from tasks.cluster import dask_client
+
+    with dask_client(address) as client:  # the workers parse and write; this process plans
+        return ingest_dataset(name, source, data_root, progress=logger.info, client=client,
+                              **options)
 
 
 @flow(name="ingest-dataset", log_prints=True)

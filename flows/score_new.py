@@ -11,6 +11,9 @@
   (``tables/ids_ledger.parquet``) is updated after every file, so a stopped run loses at most
   the file it was scoring. With ``dask_address`` the files are hashed and scored on a Dask
   cluster (plain functions: the workers need no Prefect API); the ledger stays with the flow.
+  A run holds ``storage.partitions.writers_session`` while it writes: the first run after one
+  that was killed removes its hidden temporaries, and the rerun ends with the tables of an
+  uninterrupted run (tests/test_score_new_kill.py).
 
 The entrypoints are importable from the installed package (``flows.score_new.score_new_data_flow``),
 so a deployment needs no working directory (prefect.yaml has ``pull: []``).
@@ -18,6 +21,7 @@ so a deployment needs no working directory (prefect.yaml has ``pull: []``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -27,12 +31,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from flows._prefect import artifact_key, with_prefect_logs
-from storage.partitions import Ledger
-from storage.paths import resolve_data_root
+from storage.partitions import Ledger, ledger_url, table_url, writers_session
+from storage.paths import join, resolve_data_root
 from tasks.ids_scoring import (
+    ALERTS_TABLE,
     DEFAULT_SCORER,
     DEFAULT_TOP_K,
     LEDGER_TABLE,
+    SCORES_TABLE,
     FilePlan,
     ScorerParams,
     file_sha256,
@@ -146,13 +152,21 @@ def score_new_data_flow(watch: str, data_root: str = DEFAULT_DATA_ROOT,
     info = load_scorer_task(root, scorer)
     ledger = Ledger(root, LEDGER_TABLE)
     client = None
-    if dask_address:
-        from distributed import Client
-
-        client = Client(dask_address)
     results: list[dict[str, Any]] = []
     failed: list[str] = []
-    try:
+    # Held for the whole run: a run that finds no other one writing first removes what killed
+    # runs left half-written (hidden temporaries of parts, ledger, quarantine records).
+    with contextlib.ExitStack() as stack:
+        swept = stack.enter_context(writers_session(root, "ids_scoring", [
+            table_url(root, SCORES_TABLE), table_url(root, ALERTS_TABLE),
+            ledger_url(root, LEDGER_TABLE), join(root, "quarantine")]))
+        if swept:
+            logger.info("removed %d temporary file(s) left by an interrupted run: %s",
+                        len(swept), ", ".join(swept[:5]) + (" ..." if len(swept) > 5 else ""))
+        if dask_address:
+            from distributed import Client
+
+            client = stack.enter_context(Client(dask_address))
         plans = plan_task(watch, root, info["key"], pattern, storage_options, force, dask_address)
         todo = [p for p in plans if p.action != "skip"]
         logger.info("%s: %d file(s), %d to score (%d new, %d changed or forced), %d skipped "
@@ -183,9 +197,6 @@ def score_new_data_flow(watch: str, data_root: str = DEFAULT_DATA_ROOT,
                 logger.error("%s: failed: %s", path, row["error"])
             ledger.record([row])
             results.append(row)
-    finally:
-        if client is not None:
-            client.close()
     _publish(scorer, plans, results)
     summary = {"watch": watch, "data_root": root, "scorer": scorer, "threshold_fpr": fpr,
                "files": len(plans), "skipped": [p.path for p in plans if p.action == "skip"],

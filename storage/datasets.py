@@ -164,14 +164,16 @@ class DatasetWriter:
         self._capacity = 0
         self._closed = False
 
-    def create_array(self, name: str, *, shape: tuple[int, ...], dtype: str, fast: bool = False) -> zarr.Array:
+    def create_array(self, name: str, *, shape: tuple[int, ...], dtype: str, fast: bool = False,
+                     codec: BloscCodec | None = None) -> zarr.Array:
         """Create an array in the temporary store, chunked by ``chunk_rows`` rows.
 
         Used for arrays written by region (e.g. ``X`` filled in a second pass). ``fast``:
-        no compression (scratch arrays). Arrays named ``_*`` are scratch arrays and must
+        no compression (scratch arrays); ``codec``: another compressor than the default
+        (LZ4 level 1, byte shuffle). Arrays named ``_*`` are scratch arrays and must
         be deleted (:meth:`delete_array`) before :meth:`commit`.
         """
-        codec = None if fast else _codec()
+        codec = None if fast else codec or _codec()
         return self.group.create_array(
             name,
             shape=shape,
@@ -186,6 +188,20 @@ class DatasetWriter:
         self._pending.pop(name, None)
         self._specs.pop(name, None)
         del self.group[name]
+
+    def set_rows(self, n_rows: int) -> None:
+        """Size every per-row array (core and extras) to ``n_rows`` rows, for region writes.
+
+        The arrays are then filled by region (``group[k][a:b] = ...``), typically by Dask
+        workers opening :attr:`tmp_url` themselves; :meth:`commit` checks ``X`` has
+        ``n_rows`` rows. Nothing may be buffered by :meth:`append`.
+        """
+        if self._pending_rows or self._written:
+            raise DatasetStoreError("set_rows() on a writer that already holds appended rows")
+        n_rows = int(n_rows)
+        for k in self._pending:
+            self.group[k].resize((n_rows, *self._specs[k][0]))
+        self._written = self._capacity = n_rows
 
     # -- appending ---------------------------------------------------------------------------
     @property

@@ -12,9 +12,14 @@ A partitioned table is a folder of Parquet files, hive-style, one file per parti
 * Replacing the rows of a source (its content changed) = write the new part first, then
   :func:`remove_part` the old one: at no moment is the source's partition missing or
   half-written; for a short moment both parts exist.
-* Readers (:func:`read_partitioned`, ``actscan query``) see the partition keys ``day`` and
-  ``source`` as string columns taken from the paths; hidden files (``.`` / ``_`` prefixes:
-  temporary files of atomic writes) are ignored.
+* Readers (:func:`read_partitioned`, ``actscan query``) see the partition keys (``day`` and
+  ``source``, or whatever ``key=value`` folders a table uses, see :func:`keyed_part_url`) as
+  string columns taken from the paths; hidden files (``.`` / ``_`` prefixes: temporary files
+  of atomic writes, completion manifests) are ignored.
+* A writer killed (SIGKILL) mid-part leaves its hidden temporary behind, never a visible part.
+  :func:`writers_session` removes such leftovers: every writing run holds a shared lock on
+  ``tables/.<name>.writers.lock`` for its whole duration, so a run that gets the lock
+  exclusively knows that every temporary under its tables belongs to a dead writer.
 
 The ledger (:class:`Ledger`) is one small Parquet table, ``<data_root>/tables/<name>.parquet``,
 one row per processed file (its latest state), rewritten atomically on every update under an
@@ -28,7 +33,7 @@ import datetime as dt
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -63,10 +68,20 @@ def table_url(data_root: str | None, table: str) -> str:
 
 def part_url(data_root: str | None, table: str, *, day: str, source: str, part: str) -> str:
     """``<root>/tables/<table>/day=<day>/source=<source>/part-<part>.parquet``."""
+    return keyed_part_url(data_root, table, {"day": day, "source": source}, part)
+
+
+def keyed_part_url(data_root: str | None, table: str, keys: Mapping[str, str], part: str) -> str:
+    """``<root>/tables/<table>/<k1>=<v1>/.../part-<part>.parquet``: hive folders in the order
+    of ``keys`` (names ``[a-z0-9_]``, values made path-safe by :func:`safe_value`)."""
     if not re.fullmatch(r"[0-9a-zA-Z_-]+", part):
         raise PartitionError(f"part name {part!r}: letters, digits, '-' and '_' only")
-    return join(table_url(data_root, table), f"day={safe_value(day)}",
-                f"source={safe_value(source)}", f"part-{part}.parquet")
+    folders = []
+    for k, v in keys.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", k):
+            raise PartitionError(f"partition key {k!r}: lowercase letters, digits and '_' only")
+        folders.append(f"{k}={safe_value(v)}")
+    return join(table_url(data_root, table), *folders, f"part-{part}.parquet")
 
 
 class PartWriter:
@@ -140,7 +155,7 @@ def remove_part(url: str) -> None:
     if is_url(url):
         return
     folder = os.path.dirname(url)
-    for _ in PARTITION_KEYS:
+    while "=" in os.path.basename(folder):  # the hive folders only, never the table's own
         try:
             os.rmdir(folder)  # only succeeds when empty
         except OSError:
@@ -166,16 +181,92 @@ def list_parts(data_root: str | None, table: str) -> list[str]:
         seg.startswith((".", "_")) for seg in f[len(base):].split("/") if seg))
 
 
+TMP_MARK = ".tmp-"  # storage.fs.atomic_open's temporaries: ``.<name>.tmp-<hex>`` beside ``<name>``
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and TMP_MARK in name
+
+
+def sweep_temporaries(urls: Sequence[str]) -> list[str]:
+    """Remove the hidden temporaries left by killed atomic writes: every one below each folder
+    of ``urls`` (then the hive folders this leaves empty), and those beside each file of
+    ``urls`` (e.g. a ledger). Only safe when no writer of these is alive (see
+    :func:`writers_session`). Local paths only; returns what was removed."""
+    removed: list[str] = []
+    for url in urls:
+        if is_url(url):
+            continue
+        path = os.path.abspath(url)
+        if os.path.isdir(path):
+            for d, _, files in os.walk(path, topdown=False):
+                for f in files:
+                    if _is_temporary(f):
+                        os.remove(os.path.join(d, f))
+                        removed.append(os.path.join(d, f))
+                if d != path and "=" in os.path.basename(d):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(d)  # only when empty
+        else:
+            head, name = os.path.split(path)
+            if os.path.isdir(head):
+                for f in os.listdir(head):
+                    if f.startswith(f".{name}{TMP_MARK}"):
+                        os.remove(os.path.join(head, f))
+                        removed.append(os.path.join(head, f))
+    return sorted(removed)
+
+
+@contextlib.contextmanager
+def writers_session(data_root: str | None, name: str, urls: Sequence[str]) -> Iterator[list[str]]:
+    """Hold, for a whole writing run, a shared lock on ``<root>/tables/.<name>.writers.lock``.
+
+    When no other run holds it, the lock is first taken exclusively and the temporaries that
+    killed runs left under ``urls`` are swept (:func:`sweep_temporaries`); the context value is
+    the list of removed paths (empty when another run is writing, or on object stores, where
+    one run at a time per data root is the rule and nothing is swept)."""
+    root = resolve_data_root(data_root)
+    if is_url(root):
+        yield []
+        return
+    import fcntl
+
+    lock = os.path.join(os.path.abspath(root), "tables", f".{safe_value(name)}.writers.lock")
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
+    with open(lock, "a+") as fh:
+        removed: list[str] = []
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another run is writing: its temporaries are alive
+            fcntl.flock(fh, fcntl.LOCK_SH)
+        else:
+            try:
+                removed = sweep_temporaries(urls)
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_SH)  # downgrade: other runs may write beside us
+        try:
+            yield removed
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def partition_keys(base: str, part: str) -> list[str]:
+    """The hive keys (``k`` of the ``k=v`` folders) between table folder ``base`` and ``part``."""
+    segs = [s for s in part[len(base):].split("/") if s][:-1]
+    return [s.split("=", 1)[0] for s in segs if "=" in s]
+
+
 def read_partitioned(data_root: str | None, table: str,
                      columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """Every part of ``table`` as one DataFrame, with the string columns ``day`` and
-    ``source`` from the paths (empty DataFrame when the table has no part)."""
+    """Every part of ``table`` as one DataFrame, with its partition keys (``day`` and ``source``
+    for the IDS tables) as string columns from the paths (empty DataFrame when no part)."""
     import pyarrow.dataset as pads
 
     parts = list_parts(data_root, table)
     if not parts:
         return pd.DataFrame()
     base = table_url(data_root, table)
+    keys = partition_keys(base, parts[0])
     fs = None
     if is_url(base):
         import pyarrow.fs as pafs
@@ -184,7 +275,7 @@ def read_partitioned(data_root: str | None, table: str,
         fs = pafs.PyFileSystem(pafs.FSSpecHandler(fsspec_fs))
         parts = [url_to_fs(p)[1] for p in parts]
         base = base_path
-    part_schema = pa.schema([(k, pa.string()) for k in PARTITION_KEYS])
+    part_schema = pa.schema([(k, pa.string()) for k in keys])
     dataset = pads.dataset(parts, format="parquet", filesystem=fs, partition_base_dir=base,
                            partitioning=pads.partitioning(part_schema, flavor="hive"))
     return dataset.to_table(columns=list(columns) if columns else None).to_pandas()

@@ -37,7 +37,7 @@ def dask_client(address: str | None = None, n_workers: int = 2,
         return
     scratch = tempfile.mkdtemp(prefix="actscan-dask-")
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                           processes=True, memory_limit=memory_limit, dashboard_address=None,
+                           processes=True, memory_limit=memory_limit, dashboard_address=":0",
                            local_directory=scratch, silence_logs=logging.ERROR)
     client = Client(cluster)
     log.info("started a local Dask cluster: %d worker processes", n_workers)

@@ -30,6 +30,12 @@ an unseen protocol gets an all-zero one-hot block and is counted), scored chunk 
 streamed into a new part of ``ids_scores``; the top-k rows above the threshold go to
 ``ids_alerts``. A file that fails validation is quarantined (``<data_root>/quarantine/``) and
 never raises. Memory per file: the background plus a few row chunks.
+
+**Scoring a whole ingested store** (:func:`score_store`): every row of one split (``test``) of
+the store, one Dask task per row range on the workers (:func:`score_store_chunk`: read the
+range from the Zarr store, autoencoder activations, subset scan, one Parquet part of
+``tables/ids_store_scores/dataset=<d>/version=<v>/split=<s>/``); the client holds metadata
+only, and a rerun keeps the parts already written.
 """
 
 from __future__ import annotations
@@ -476,17 +482,25 @@ _CACHE: dict[tuple[str, str], IdsScorer] = {}
 
 
 def load_scorer(data_root: str | None, name: str = DEFAULT_SCORER) -> IdsScorer:
-    """Load (verified; cached per process and scorer key) the scorer ``name``."""
+    """Load (verified; cached per process and scorer key) the scorer ``name``.
+
+    The cached scorer is returned while ``scorer.json`` is unchanged, without hashing its
+    files again (the objects in memory are those loaded from verified bytes); a new
+    ``scorer.json`` (another fit) is verified and loaded."""
     from tasks.data.cicids2018 import NUMERIC
     from tasks.data.preprocess import MinMaxScaler
     from tasks.models.io import load_model
     from tasks.scanning import SubsetScanner
 
     url = scorer_url(data_root, name)
-    meta = verify_scorer(url)
-    hit = _CACHE.get((url, meta["key"]))
-    if hit is not None:
+    try:
+        current = json.loads(read_bytes(join(url, "scorer.json")))
+    except (FileNotFoundError, ValueError):
+        current = None
+    hit = _CACHE.get((url, current["key"])) if isinstance(current, dict) and "key" in current else None
+    if hit is not None and hit.meta == current:
         return hit
+    meta = verify_scorer(url)
     model = load_model(join(url, "autoencoder"))
     with np.load(io.BytesIO(read_bytes(join(url, "scanner.npz"))), allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
@@ -812,3 +826,214 @@ def process_file(data_root: str | None, scorer_name: str, path: str, sha256: str
         log.warning("%s: quarantined: %s", path, exc)
         row = quarantine(data_root, path, sha256, str(exc), previous)
         return {**row, "scorer": scorer.name, "scorer_key": scorer.key}
+
+
+# ------------------------------------------------------------------ an ingested store, on workers
+STORE_SCORES_TABLE = "ids_store_scores"
+STORE_SCORES_SCHEMA = pa.schema([
+    pa.field("dataset_index", pa.int64()),     # row of the store
+    pa.field("timestamp", pa.timestamp("s")),  # the row's timestamp (null when the store has none)
+    pa.field("label", pa.string()),            # class name of the row
+    *[f for f in SCORE_FIELDS if f.name in ("score", "alpha", "subset_size", "n_nodes",
+                                            "recon_mse", "a3_score", "alert")],
+    *PROVENANCE_SCHEMA,
+])
+STORE_MANIFEST = "_complete-{key}.json"  # hidden from readers; written after every part
+
+
+def store_scores_folder(data_root: str | None, dataset: str, version: str, split: str) -> str:
+    """``<root>/tables/ids_store_scores/dataset=<d>/version=<v>/split=<s>``."""
+    from storage.partitions import keyed_part_url
+
+    return keyed_part_url(data_root, STORE_SCORES_TABLE,
+                          {"dataset": dataset, "version": version, "split": split},
+                          "x").rsplit("/", 1)[0]
+
+
+def store_chunks(n_rows: int, chunk_rows: int, store_chunk: int) -> list[tuple[int, int]]:
+    """Row ranges [a, b) of ``chunk_rows`` rows; at least one store chunk is rounded up to a
+    multiple of the store's own row chunk ``store_chunk`` (each task reads whole Zarr chunks)."""
+    step = int(chunk_rows)
+    if step >= int(store_chunk):
+        step = -(-step // int(store_chunk)) * int(store_chunk)
+    return [(a, min(a + step, n_rows)) for a in range(0, n_rows, step)]
+
+
+def score_store_chunk(data_root: str | None, scorer_name: str, dataset: str, version: str,
+                      split: str, start: int, stop: int, url: str, *, fpr: float | None = None,
+                      batch_rows: int = 8192) -> dict[str, Any]:
+    """Score the ``split`` rows of store rows [start, stop) into the part at ``url``.
+
+    Runs where it is called - a Dask worker when :func:`score_store` submits it: reads X, y,
+    split (and timestamp) of those rows from the Zarr store, runs the scorer's autoencoder and
+    subset scan ``batch_rows`` rows at a time, streams the rows into one new Parquet part
+    (atomic; an existing part is kept as it is). Memory: (stop - start) x F float32 of X plus
+    ``batch_rows`` x J activations. Returns rows, alerts and seconds per step (load, read,
+    extract, scan, write) - never the rows themselves."""
+    import pyarrow.parquet as pq
+
+    from storage.datasets import SPLITS, open_dataset
+    from storage.partitions import PartWriter
+    from tasks.data.labels import CICIDS2018_CLASSES
+
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {"url": url, "start": int(start), "stop": int(stop), "rows": 0,
+                           "alerts": 0, "reused": False,
+                           "seconds": {"load": 0.0, "read": 0.0, "extract": 0.0, "scan": 0.0,
+                                       "write": 0.0}}
+    if exists(url):  # a finished part of the same inputs (an earlier, interrupted run)
+        import fsspec
+
+        with fsspec.open(url, "rb") as fh:
+            alert = pq.read_table(fh, columns=["alert"]).column("alert")
+        out.update(rows=len(alert), alerts=int(np.count_nonzero(alert.to_numpy(False))),
+                   reused=True)
+        return out
+    scorer = load_scorer(data_root, scorer_name)
+    thr = scorer.threshold(fpr)
+    ds = open_dataset(resolve_data_root(data_root), dataset, version)
+    t1 = time.perf_counter()
+    out["seconds"]["load"] = t1 - t0  # scorer (once per worker process) and store metadata
+    keep = np.flatnonzero(np.asarray(ds.split[start:stop]) == SPLITS[split])
+    X = np.asarray(ds.X[start:stop])[keep]
+    y = np.asarray(ds.y[start:stop])[keep]
+    ts = (np.asarray(ds.array("timestamp")[start:stop])[keep]
+          if "timestamp" in ds.group else None)
+    names = np.asarray(ds.attrs.get("class_names") or CICIDS2018_CLASSES, dtype=object)
+    out["seconds"]["read"] += time.perf_counter() - t1
+    created = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    n_nodes = int(scorer.meta["n_nodes"])
+    meta = {"threshold": repr(thr), "scorer": scorer.name, "scorer_key": scorer.key,
+            "dataset": f"{dataset}/{version}", "split": split, "rows": f"{start}:{stop}",
+            "score": str(scorer.meta["params"]["score"])}
+    with PartWriter(url, STORE_SCORES_SCHEMA, meta, SCHEMA_VERSION) as w:
+        for a in range(0, len(keep), int(batch_rows)):
+            b = min(a + int(batch_rows), len(keep))
+            t1 = time.perf_counter()
+            H, mse = hidden_activations(scorer.model, X[a:b], scorer.layers)
+            t2 = time.perf_counter()
+            r = scorer.scanner.scan(H)
+            a3 = _alarm_scores(scorer.alarm, H) if scorer.alarm is not None else None
+            t3 = time.perf_counter()
+            scores = np.asarray(r.scores, np.float64)
+            n = b - a
+            cols: dict[str, Any] = {
+                "dataset_index": (start + keep[a:b]).astype(np.int64),
+                "timestamp": (pa.nulls(n, pa.timestamp("s")) if ts is None else
+                              pa.array(ts[a:b].astype("datetime64[s]"), pa.timestamp("s"))),
+                "label": pa.array(names[y[a:b].astype(np.int64)], pa.string()),
+                "score": scores, "alpha": np.asarray(r.alphas, np.float64),
+                "subset_size": np.asarray(r.sizes, np.int32),
+                "n_nodes": np.full(n, n_nodes, np.int32), "recon_mse": mse,
+                "a3_score": pa.nulls(n, pa.float64()) if a3 is None else pa.array(a3, pa.float64()),
+                "alert": scores > thr,
+            }
+            for f in PROVENANCE_SCHEMA:
+                cols[f.name] = pa.array([created if f.name == "prov_created_utc"
+                                         else scorer.prov[f.name]] * n, f.type)
+            w.write(pa.table(cols, schema=STORE_SCORES_SCHEMA))
+            out["rows"] += n
+            out["alerts"] += int(np.count_nonzero(scores > thr))
+            out["seconds"]["extract"] += t2 - t1
+            out["seconds"]["scan"] += t3 - t2
+            out["seconds"]["write"] += time.perf_counter() - t3
+        t4 = time.perf_counter()
+    out["seconds"]["write"] += time.perf_counter() - t4  # footer and rename
+    out["seconds"]["total"] = time.perf_counter() - t0
+    return out
+
+
+def score_store(client: Any, data_root: str | None, scorer: str = DEFAULT_SCORER, *,
+                dataset: str = "cicids2018", version: str = "v1", split: str = "test",
+                chunk_rows: int = 65536, batch_rows: int = 8192, fpr: float | None = None,
+                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Score every ``split`` row of the ingested store ``dataset/version`` with scorer
+    ``scorer``, one Dask task per row chunk, straight from the Zarr store in the data root.
+
+    ``client``: a ``distributed.Client`` (tasks run on its workers; they need the data root and
+    the package, nothing else) or None (the same tasks one after the other, in this process).
+    The client holds metadata only: the store's attrs and shape, the scorer's JSON, one small
+    dict per task. Each task writes its rows as one part of ``tables/ids_store_scores/
+    dataset=<d>/version=<v>/split=<s>/part-<key8>-<first row>.parquet`` (``key8``: content key
+    of store fingerprint, scorer key, split, chunking and fpr): written once, atomically; a
+    rerun keeps the parts already there (resume) and writes the missing ones. When every part
+    exists, ``_complete-<key8>.json`` is written and parts of other keys in that folder (an
+    older scorer or store) are removed - never before.
+
+    Returns ``{folder, key, parts, reused, rows, rows_read, alerts, threshold, seconds,
+    task_seconds: {load, read, extract, scan, write, total}}`` (seconds: wall; task_seconds:
+    summed over the tasks). Raises :class:`ScorerError` when the store or scorer cannot serve.
+    """
+    from storage.datasets import SPLITS
+    from storage.partitions import writers_session
+
+    say = progress or log.info
+    t0 = time.perf_counter()
+    root = resolve_data_root(data_root)
+    if split not in SPLITS:
+        raise ValueError(f"split: {split!r} is not one of {', '.join(SPLITS)}")
+    if int(chunk_rows) < 1 or int(batch_rows) < 1:
+        raise ValueError(f"chunk_rows and batch_rows must be >= 1, got {chunk_rows}, {batch_rows}")
+    meta = verify_scorer(scorer_url(root, scorer))
+    ds = _training_store(root, dataset, version)
+    prep = json.loads(read_bytes(join(scorer_url(root, scorer), "preprocessing.json")))
+    if list(ds.attrs.get("feature_names") or []) != list(prep["feature_names"]):
+        raise ScorerError(f"{dataset}/{version}: its features differ from those scorer "
+                          f"{scorer} was fitted on ({prep['source']['dataset']}/"
+                          f"{prep['source']['version']})")
+    n_rows, store_chunk = int(ds.X.shape[0]), int(ds.X.chunks[0])
+    fingerprint = str(ds.attrs.get("fingerprint", ""))
+    del ds  # metadata only from here on
+    key = _key("ids-store-scores/1", meta["key"], fingerprint, split, int(chunk_rows), repr(fpr),
+               int(batch_rows))[:8]
+    folder = store_scores_folder(root, dataset, version, split)
+    ranges = store_chunks(n_rows, chunk_rows, store_chunk)
+    urls = [join(folder, f"part-{key}-{a:010d}.parquet") for a, _ in ranges]
+    args = [(root, scorer, dataset, version, split, a, b, u) for (a, b), u in zip(ranges, urls, strict=True)]
+    say(f"store scoring: {dataset}/{version} {split} rows of {n_rows} rows in {len(ranges)} "
+        f"task(s) of {ranges[0][1] - ranges[0][0] if ranges else 0} rows, on "
+        f"{'the Dask cluster' if client is not None else 'this process'}")
+    results: list[dict[str, Any]] = []
+    with writers_session(root, STORE_SCORES_TABLE, [join(root, "tables", STORE_SCORES_TABLE)]):
+        if client is None:
+            results = [score_store_chunk(*a, fpr=fpr, batch_rows=batch_rows) for a in args]
+        else:
+            from distributed import as_completed
+
+            futures = [client.submit(score_store_chunk, *a, fpr=fpr, batch_rows=batch_rows,
+                                     key=f"score-store-{key}-{a[5]}", pure=False) for a in args]
+            every = max(1, len(futures) // 10)
+            for i, fut in enumerate(as_completed(futures, loop=client.loop), 1):
+                results.append(fut.result())
+                fut.release()
+                if i % every == 0 or i == len(futures):
+                    say(f"store scoring: {i}/{len(futures)} chunk(s) done")
+        results.sort(key=lambda r: r["start"])
+        sums = {k: round(sum(r["seconds"].get(k, 0.0) for r in results), 3)
+                for k in ("load", "read", "extract", "scan", "write", "total")}
+        summary = {"folder": folder, "key": key, "parts": len(results),
+                   "reused": sum(r["reused"] for r in results),
+                   "rows": sum(r["rows"] for r in results), "rows_read": n_rows,
+                   "alerts": sum(r["alerts"] for r in results),
+                   "threshold": float(meta["threshold"]) if fpr is None else None,
+                   "scorer": scorer, "scorer_key": meta["key"], "task_seconds": sums}
+        write_bytes_atomic(join(folder, STORE_MANIFEST.format(key=key)), json.dumps(
+            {**summary, "parts_urls": urls}, indent=2, sort_keys=True).encode())
+        _drop_other_keys(folder, key)
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    say(f"store scoring: {summary['rows']} {split} rows scored ({summary['reused']} of "
+        f"{len(results)} part(s) kept from an earlier run), {summary['alerts']} above the "
+        f"threshold, in {summary['seconds']:.1f} s")
+    return summary
+
+
+def _drop_other_keys(folder: str, key: str) -> None:
+    """Remove the parts and manifests of other content keys from a complete folder."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(folder)
+    for entry in fs.ls(path, detail=False):
+        name = str(entry).rsplit("/", 1)[-1]
+        other_part = name.startswith("part-") and not name.startswith(f"part-{key}-")
+        if other_part or (name.startswith("_complete-") and name != STORE_MANIFEST.format(key=key)):
+            fs.rm(entry)

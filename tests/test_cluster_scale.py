@@ -282,3 +282,32 @@ def test_sigkill_of_a_worker_mid_scan_gives_the_same_table(local_run, cluster, p
     pd.testing.assert_frame_equal(_values(local), _values(scores))
     cluster.sample()
     assert not cluster.servers, f"a Dask worker started a Prefect server: {cluster.servers}"
+
+
+def test_ids_ingestion_runs_on_the_cli_cluster(cluster, prefect_api, tmp_path) -> None:
+    """``actscan ingest cicids2018 --dask-address``: the flow hands the scheduler to the ingestion,
+    whose parse / reduce / scale tasks run on the ``dask worker`` processes; the arrays equal
+    the ones of the default local ingestion."""
+    import numpy as np
+
+    from flows.ingest import ingest_dataset_flow
+    from storage.datasets import open_dataset
+    from tests.fixtures.synthetic_data import write_cicids2018
+
+    src = tmp_path / "csv"
+    write_cicids2018(src, 3000, days=["Wednesday-14-02-2018", "Friday-16-02-2018"], seed=5,
+                     proportional=False)
+    roots = {}
+    for how, opts in (("cluster", {"dask_address": cluster.address, "blocksize": 1 << 16}),
+                      ("local", {"blocksize": 1 << 16})):
+        roots[how] = str(tmp_path / how)
+        info = ingest_dataset_flow("cicids2018", str(src), roots[how], opts)
+        assert info.n_rows > 0
+    got = {how: open_dataset(r, "cicids2018", "v1") for how, r in roots.items()}
+    for name in ("X", "y", "split", "family", "timestamp", "source"):
+        np.testing.assert_array_equal(np.asarray(got["cluster"].array(name)[:]),
+                                      np.asarray(got["local"].array(name)[:]), err_msg=name)
+    prefixes = cluster.client.run_on_scheduler(
+        lambda dask_scheduler: {k: sum(v.state_counts.values())
+                                for k, v in dask_scheduler.task_prefixes.items()})
+    assert {"ids-parse", "ids-write", "reduce_block"} <= set(prefixes), prefixes

@@ -120,16 +120,3 @@ def test_quality_table_roundtrip(tmp_path, root_kind):
     assert isinstance(read_quality(root, "nothing"), pa.Table)
     if root_kind == "local":
         assert leftovers(root) == []
-
-
-def test_row_scratch_roundtrip(tmp_path):
-    from storage.row_scratch import RowScratch
-
-    data = np.random.default_rng(0).random((10_007, 78)).astype(np.float32)
-    s = RowScratch(str(tmp_path / "raw.f32"), 78, buffer_bytes=1 << 16)  # many aligned flushes
-    for a in range(0, len(data), 333):
-        s.append(data[a : a + 333])
-    s.close_writer()
-    assert s.n_rows == len(data)
-    for a, b in [(0, 10), (5, 10_007), (4000, 4001), (10_006, 10_007)]:
-        np.testing.assert_array_equal(s.read_rows(a, b), data[a:b])

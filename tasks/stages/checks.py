@@ -70,17 +70,21 @@ def check_data_root(spec: RunSpec) -> str:
 
 
 def check_dask(spec: RunSpec, timeout: float = 5.0) -> None:
-    addr = spec.execution.dask_address
-    if not addr:
-        return
+    if spec.execution.dask_address:
+        check_dask_address(spec.execution.dask_address, timeout)
+
+
+def check_dask_address(addr: str, timeout: float = 5.0,
+                       name: str = "execution.dask_address") -> None:
+    """A Dask scheduler answers at ``addr`` (ValueError naming ``name`` otherwise)."""
     u = urlparse(addr if "://" in addr else f"tcp://{addr}")
     if not u.hostname or not u.port:
-        raise ValueError(f"execution.dask_address: {addr!r} is not host:port (e.g. tcp://10.0.0.5:8786)")
+        raise ValueError(f"{name}: {addr!r} is not host:port (e.g. tcp://10.0.0.5:8786)")
     try:
         with socket.create_connection((u.hostname, u.port), timeout=timeout):
             pass
     except OSError as exc:
-        raise ValueError(f"execution.dask_address: no Dask scheduler reachable at {addr} "
+        raise ValueError(f"{name}: no Dask scheduler reachable at {addr} "
                          f"({exc.strerror or exc})") from None
 
 
