@@ -43,7 +43,8 @@ def a3_flow(experiments: str | Sequence[str] = "table3",
             data_root: str | None = None,
             sources: Mapping[str, str] | None = None,
             mu: float = 0.1, epochs: int = 60, alarm_lr: float = 1e-5,
-            target_epochs: int = 30, vae_epochs: int = 30, batch_size: int | None = None,
+            target_epochs: int = 30, vae_epochs: int = 30, classifier_epochs: int = 12,
+            batch_size: int | None = None,
             baseline_params: Mapping[str, Mapping[str, Any]] | None = None,
             max_normal_train: int | None = None, version: str = "v1",
             threads: int | None = 1, dask_address: str | None = None,
@@ -55,7 +56,8 @@ def a3_flow(experiments: str | Sequence[str] = "table3",
     settings = A3Settings(mu=mu, epochs=epochs, alarm_lr=alarm_lr, target_epochs=target_epochs,
                           vae_epochs=vae_epochs, batch_size=batch_size,
                           baseline_params=dict(baseline_params or {}),
-                          max_normal_train=max_normal_train, version=version)
+                          max_normal_train=max_normal_train, version=version,
+                          classifier_epochs=classifier_epochs)
     out: dict[str, Any] = {}
     if sources:
         out["ingest"] = INGEST(data_root, dict(sources), version)

@@ -11,6 +11,12 @@ Sharing (what is trained once and evaluated several times):
   (dataset store, normal classes, seed, target recipe) under ``<root>/runs/a3/models/``
   (:func:`ensure_target`); so 1a, 2a, 4a and 4b (all normal = digits 0-5) share one target per
   seed, 1b/2b/4c/4d another, 1c/2c/1d/2d (NSL-KDD normal) another, 1e/2e/1f/2f another;
+* experiment 3 (3a-3d) combines two stores: its dataset key ``mnist+emnist-letters`` loads
+  the MNIST digits and the EMNIST letters into one class space (digits 0-9, letters 10-35;
+  :func:`dataset_parts`), test split = MNIST test digits + EMNIST test letters; its target is
+  a classifier of the normal digits (:class:`~tasks.models.classifier.KerasMnistCNN`, the Keras
+  mnist_cnn example the authors used), shared by 3a-3d per seed; the alarm reads the
+  classifier's hidden ReLU activations; known anomalies are EMNIST training letters;
 * the **VAE** anomaly network of experiment 4 likewise (:func:`ensure_vae`);
 * a **training group** is the set of experiments with the same data, normal classes and
   training anomalies (1a+2a, 1b+2b, 1c+2c, 1d+2d, 1e+2e, 1f+2f, 4a+4b, 4c+4d; the others
@@ -28,9 +34,10 @@ kill: the target, the VAE and the A^3 alarm keep their per-epoch state
 
 Methods (:data:`METHODS`): ``a3`` (:class:`~tasks.detectors.a3.A3Detector`; Gaussian noise
 N(0.5, 1) counterexamples, or the VAE for experiments without known anomalies, i.e. 4a-4d),
-``ae`` (reconstruction error of the same target), ``iforest``, ``dagmm``, ``devnet``,
-``deepsad``. The baselines are fitted on the same training records as A^3 (all normal training
-records plus the same known anomalies; the unsupervised ones ignore the labels).
+``ae`` (reconstruction error of the same target; not for the classifier target of
+experiment 3), ``iforest``, ``dagmm``, ``devnet``, ``deepsad``. The baselines are fitted on
+the same training records as A^3 (all normal training records plus the same known
+anomalies; the unsupervised ones ignore the labels).
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ import math
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -54,6 +61,7 @@ from tasks.data.experiments import (
     N_KNOWN_ANOMALIES,
     ROLE_NORMAL,
     ROLE_TRAIN_ANOMALY,
+    ROLE_UNUSED,
     SEEDS,
     class_indices,
     experiment_roles,
@@ -74,15 +82,62 @@ TRAINING_LOG: list[dict[str, Any]] = []
 
 
 # --------------------------------------------------------------------------- experiments
+COMBINED_SEP = "+"
+# Two-dataset experiments (3a-3d: MNIST digits + EMNIST letters): the target is a classifier of
+# the normal classes (the Keras mnist_cnn example, as the A^3 authors used).
+CLASSIFIER_TARGETS = ("mnist+emnist-letters",)
+
+
 def experiment_dataset(exp_id: str) -> str:
-    """The one dataset of ``exp_id``; NotImplementedError for the two-dataset experiment 3."""
+    """The dataset key of ``exp_id``: its one dataset (``'mnist'``), or for the two-dataset
+    experiment 3 the datasets joined by ``+`` (``'mnist+emnist-letters'``): rows of both stores
+    in one class space (:func:`dataset_parts`)."""
     if exp_id not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {exp_id!r}; known: {', '.join(EXPERIMENTS)}")
-    ds = EXPERIMENTS[exp_id]["datasets"]
-    if len(ds) != 1:
-        raise NotImplementedError(f"experiment {exp_id} combines {ds} (MNIST digits + EMNIST "
-                                  "letters, classifier target): not implemented by this runner")
-    return str(ds[0])
+    return COMBINED_SEP.join(str(d) for d in EXPERIMENTS[exp_id]["datasets"])
+
+
+def dataset_parts(dataset: str) -> list[tuple[str, int, int]]:
+    """``(dataset, class offset, n_classes)`` per store of a dataset key: a combined key's
+    class space puts the second store's classes after the first's (``mnist+emnist-letters``:
+    digits 0-9, letters a-z as 10-35). A single dataset is one part with offset 0."""
+    from tasks.data.labels import LABEL_SETS
+
+    out, offset = [], 0
+    for name in dataset.split(COMBINED_SEP):
+        if name not in LABEL_SETS:
+            raise ValueError(f"unknown dataset {name!r} in {dataset!r}")
+        n = len(LABEL_SETS[name]["classes"])  # type: ignore[arg-type]
+        out.append((name, offset, n))
+        offset += n
+    return out
+
+
+def dataset_roles(exp_id: str, dataset: str, y: np.ndarray) -> np.ndarray:
+    """:func:`~tasks.data.experiments.experiment_roles` for a dataset key (combined keys: per
+    store, on the store's own class indices). (N,) int8."""
+    parts = dataset_parts(dataset)
+    if len(parts) == 1:
+        return experiment_roles(exp_id, dataset, y)
+    y = np.asarray(y)
+    roles = np.full(len(y), ROLE_UNUSED, dtype=np.int8)
+    for name, off, n in parts:
+        m = (y >= off) & (y < off + n)
+        roles[m] = experiment_roles(exp_id, name, y[m] - off)
+    return roles
+
+
+def dataset_classes(exp_id: str, role: str, dataset: str) -> list[int]:
+    """Class indices (in the dataset key's class space) that ``role`` names."""
+    parts = dataset_parts(dataset)
+    if len(parts) == 1:
+        return class_indices(exp_id, role, dataset)
+    return sorted(off + c for name, off, _ in parts for c in class_indices(exp_id, role, name))
+
+
+def has_classifier_target(exp_id: str) -> bool:
+    """True for experiments whose target is a classifier (3a-3d); they have no ``ae`` method."""
+    return experiment_dataset(exp_id) in CLASSIFIER_TARGETS
 
 
 def _group_signature(exp_id: str) -> str:
@@ -104,7 +159,9 @@ def group_name(exp_id: str) -> str:
 
 
 def parse_experiments(spec: str | Iterable[str]) -> list[str]:
-    """``'1a,2a'`` / ``'table3'`` / ``'table4'`` / a list -> experiment ids (checked)."""
+    """``'1a,2a'`` / ``'table3'`` / ``'exp3'`` / ``'table4'`` / a list -> experiment ids
+    (checked). ``table3`` is 1a-1d and 2a-2d (MNIST, NSL-KDD); ``exp3`` 3a-3d (MNIST + EMNIST
+    letters)."""
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[str] = []
     for item in (s.strip() for s in items):
@@ -112,13 +169,15 @@ def parse_experiments(spec: str | Iterable[str]) -> list[str]:
             continue
         if item == "table3":
             out += [e for e in ("1a", "1b", "1c", "1d", "2a", "2b", "2c", "2d")]
+        elif item == "exp3":
+            out += ["3a", "3b", "3c", "3d"]
         elif item == "table4":
             out += ["4a", "4b", "4c", "4d"]
         elif item in EXPERIMENTS:
             out.append(item)
         else:
             raise ValueError(f"unknown experiment {item!r}; known: {', '.join(EXPERIMENTS)}, "
-                             "table3, table4")
+                             "table3, exp3, table4")
     return list(dict.fromkeys(out))
 
 
@@ -146,7 +205,11 @@ class A3Settings:
     target (paper 30, Adam 1e-3); ``vae_epochs``; ``batch_size`` None: 256 (2048 for
     cicids2018); ``mu`` the counterexample weight (paper 0.1); ``baseline_params`` per method
     overrides (e.g. ``{"dagmm": {"epochs": 50}}``); ``max_normal_train`` caps the normal
-    training records (None: all; a seeded subsample otherwise - used only when stated).
+    training records of the target and the alarm (None: all; a seeded subsample otherwise -
+    used only when stated); the VAE anomaly network always trains on all of them.
+    ``classifier_epochs``: the classifier target of experiment 3 (the Keras mnist_cnn example:
+    12 epochs, Adadelta 1.0, batch 128); ``alarm_hidden``: alarm widths (None: the paper's
+    1000-500-200-75; smaller only for tests).
     """
 
     mu: float = 0.1
@@ -159,6 +222,8 @@ class A3Settings:
     baseline_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     max_normal_train: int | None = None
     version: str = "v1"
+    classifier_epochs: int = 12
+    alarm_hidden: tuple[int, ...] | None = None
 
     def batch_for(self, dataset: str) -> int:
         if self.batch_size is not None:
@@ -200,10 +265,55 @@ class _Data:
     y_test: np.ndarray
 
 
+def _used_classes(dataset: str, part: str) -> list[int]:
+    """Classes of store ``part`` that any experiment on the combined key ``dataset`` names;
+    the other classes of that store are not loaded."""
+    used: set[int] = set()
+    for e in EXPERIMENTS:
+        if experiment_dataset(e) == dataset:
+            for role in ("normal", "train_anomalies", "test_anomalies"):
+                used.update(class_indices(e, role, part))
+    return sorted(used)
+
+
+def _load_combined(root: str, dataset: str, version: str) -> _Data:
+    """The stores of a combined key as one :class:`_Data`: rows of the stores in order, class
+    indices offset as :func:`dataset_parts` says, store row ids offset by the preceding stores'
+    lengths (so ``idx_train`` stays sorted and unique); only the classes some experiment on
+    the key names are loaded. All stores must hold records of one shape."""
+    from storage.datasets import open_dataset
+
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("Xtr", "ytr", "itr", "Xte", "yte")}
+    fps, shape, row_offset = [], None, 0
+    for name, off, _ in dataset_parts(dataset):
+        ds = open_dataset(root, name, version)
+        used = _used_classes(dataset, name)
+        tr, te = ds.indices("train"), ds.indices("test")
+        ytr, yte = ds.take("y", tr), ds.take("y", te)
+        ktr, kte = np.isin(ytr, used), np.isin(yte, used)
+        tr, te = tr[ktr], te[kte]
+        Xtr, Xte = ds.take("X", tr), ds.take("X", te)
+        if shape is None:
+            shape = Xtr.shape[1:]
+        elif Xtr.shape[1:] != shape:
+            raise ValueError(f"{dataset}: {name} records have shape {Xtr.shape[1:]}, the "
+                             f"first store's have {shape}")
+        for k, v in (("Xtr", Xtr), ("ytr", ytr[ktr] + off), ("itr", tr + row_offset),
+                     ("Xte", Xte), ("yte", yte[kte] + off)):
+            parts[k].append(v)
+        fps.append([name, str(ds.attrs.get("fingerprint", "")), used])
+        row_offset += len(ds)
+    return _Data(fingerprint=_sha(fps, 64), X_train=np.concatenate(parts["Xtr"]),
+                 y_train=np.concatenate(parts["ytr"]), idx_train=np.concatenate(parts["itr"]),
+                 X_test=np.concatenate(parts["Xte"]), y_test=np.concatenate(parts["yte"]))
+
+
 @lru_cache(maxsize=2)
 def _load(root: str, dataset: str, version: str) -> _Data:
     from storage.datasets import open_dataset
 
+    if COMBINED_SEP in dataset:
+        return _load_combined(root, dataset, version)
     ds = open_dataset(root, dataset, version)
     tr, te = ds.indices("train"), ds.indices("test")
     return _Data(fingerprint=str(ds.attrs.get("fingerprint", "")),
@@ -212,7 +322,8 @@ def _load(root: str, dataset: str, version: str) -> _Data:
 
 
 def load_data(data_root: str, dataset: str, version: str = "v1") -> _Data:
-    """The train and test splits of an ingested store (cached per process)."""
+    """The train and test splits of an ingested store, or of the stores of a combined key
+    (``mnist+emnist-letters``: :func:`_load_combined`); cached per process."""
     from storage.paths import resolve_data_root
 
     return _load(resolve_data_root(data_root), dataset, version)
@@ -221,7 +332,7 @@ def load_data(data_root: str, dataset: str, version: str = "v1") -> _Data:
 def _normal_rows(data: _Data, exp_id: str, dataset: str, settings: A3Settings,
                  seed: int) -> np.ndarray:
     """Positions (in the train split) of the normal training records used for fitting."""
-    roles = experiment_roles(exp_id, dataset, data.y_train)
+    roles = dataset_roles(exp_id, dataset, data.y_train)
     rows = np.flatnonzero(roles == ROLE_NORMAL)
     cap = settings.max_normal_train
     if cap is not None and len(rows) > cap:
@@ -241,7 +352,65 @@ def _target_recipe(dataset: str, n_features: int, settings: A3Settings) -> dict[
                 "output": "sigmoid", "loss": "mse", "optimizer": "adam",
                 "lr": settings.target_lr, "epochs": settings.target_epochs,
                 "batch_size": settings.batch_for(dataset)}
+    if dataset in CLASSIFIER_TARGETS:
+        # The Keras mnist_cnn example the authors point to (README; do_mnist_emnist.py):
+        # cross-entropy, Adadelta (Keras 2 defaults: lr 1.0, rho 0.95, eps 1e-7), batch 128.
+        return {"model": "KerasMnistCNN", "loss": "cross_entropy", "optimizer": "adadelta",
+                "lr": 1.0, "epochs": settings.classifier_epochs, "batch_size": 128}
     raise NotImplementedError(f"no A^3 target network for dataset {dataset!r}")
+
+
+def _train_classifier(model: Any, x: np.ndarray, y: np.ndarray, recipe: dict[str, Any],
+                      seed: int, state: Any, on_epoch: Any) -> dict[str, Any]:
+    """Train the classifier target on images x (N, 1, 28, 28) and class indices y (N,)."""
+    import torch
+
+    from tasks.models import training as tr
+
+    crit = torch.nn.CrossEntropyLoss()
+
+    def loss_fn(m: Any, xb: Any, yb: Any) -> Any:
+        return crit(m(xb), yb)
+
+    out = tr.fit(model, x, y.astype(np.int64), loss_fn=loss_fn,
+                 optimizer=tr.make_optimizer(recipe["optimizer"], model.parameters(),
+                                             recipe["lr"]),
+                 epochs=recipe["epochs"], batch_size=recipe["batch_size"], seed=int(seed),
+                 on_epoch=on_epoch, progress=False, desc="classifier", resume=state)
+    return {**out, "train_loss": out["history"][-1]["train_loss"]}
+
+
+def _accuracy(model: Any, x: np.ndarray, y: np.ndarray, batch: int = 512) -> float | None:
+    """Accuracy of classifier ``model`` on images x (N, ...) with class indices y (N,)."""
+    import torch
+
+    if len(x) == 0:
+        return None
+    model.eval()
+    hits = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            pred = model(torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))).argmax(1)
+            hits += int((pred.numpy() == y[i:i + batch]).sum())
+    return hits / len(x)
+
+
+def load_network(stem: str) -> Any:
+    """A target / VAE checkpoint of this runner, rebuilt in eval mode on the CPU: the
+    classifier target (:class:`~tasks.models.classifier.KerasMnistCNN`) here, every other
+    model by :func:`tasks.models.io.load_model` (weights read ``weights_only``, sha256 checked)."""
+    from storage.checkpoints import load_state_dict, read_checkpoint_config
+
+    conf = read_checkpoint_config(stem).get("model", {})
+    if conf.get("class") == "KerasMnistCNN":
+        from tasks.models.classifier import KerasMnistCNN
+
+        model = KerasMnistCNN(**conf.get("kwargs", {}))
+        model.load_state_dict(load_state_dict(stem))
+        return model.eval()
+    from tasks.models.io import load_model
+
+    return load_model(stem)
 
 
 def _train_cached(kind: str, data_root: str, exp_id: str, seed: int, settings: A3Settings,
@@ -257,10 +426,14 @@ def _train_cached(kind: str, data_root: str, exp_id: str, seed: int, settings: A
 
     dataset = experiment_dataset(exp_id)
     data = load_data(data_root, dataset, settings.version)
-    normal = class_indices(exp_id, "normal", dataset)
+    normal = dataset_classes(exp_id, "normal", dataset)
+    # The VAE sees every normal training record: the cap is an alarm-budget cut, and a VAE
+    # trained on a capped subsample (10,000 digits, 10 epochs) decodes its "improbable" codes
+    # into typical normal digits, which turns the alarm upside down (docs/A3_RESULTS.md).
+    cap = None if kind == "vae" else settings.max_normal_train
     content = {"kind": kind, "dataset": dataset, "version": settings.version,
                "data": data.fingerprint, "normal": normal, "seed": int(seed),
-               "recipe": recipe, "max_normal_train": settings.max_normal_train}
+               "recipe": recipe, "max_normal_train": cap}
     key = _sha(content)
     stem = _a3_dir(data_root, "models", f"{kind}-{dataset}-{key}")
     if _exists(f"{stem}.json") and _exists(f"{stem}.pt"):
@@ -270,7 +443,7 @@ def _train_cached(kind: str, data_root: str, exp_id: str, seed: int, settings: A
                     "seconds": float(conf.get("metrics", {}).get("seconds", 0.0))}
     ensure_local_dir(_a3_dir(data_root, "models"))
     ensure_local_dir(_a3_dir(data_root, "state"))
-    rows = _normal_rows(data, exp_id, dataset, settings, seed)
+    rows = _normal_rows(data, exp_id, dataset, replace(settings, max_normal_train=cap), seed)
     x = data.X_train[rows]
     t0 = time.perf_counter()
     state = TrainingState(_a3_dir(data_root, "state", f"{kind}-{key}.pt"), key)
@@ -289,6 +462,18 @@ def _train_cached(kind: str, data_root: str, exp_id: str, seed: int, settings: A
                            progress=False, resume=state,
                            on_epoch=lambda e, r: log.info("A3 %s %s seed %s epoch %d: %s", kind,
                                                           dataset, seed, e, r))
+    elif recipe["model"] == "KerasMnistCNN":
+        from tasks.models.classifier import KerasMnistCNN
+
+        model = KerasMnistCNN(n_classes=len(normal))
+        labels = np.searchsorted(normal, data.y_train[rows])  # normal classes -> 0..k-1
+        out = _train_classifier(model, x, labels, recipe, int(seed), state,
+                                lambda e, r: log.info("A3 %s %s seed %s epoch %d: %s", kind,
+                                                      dataset, seed, e, r))
+        roles = dataset_roles(exp_id, dataset, data.y_test)
+        test = roles == ROLE_NORMAL
+        out["test_accuracy"] = _accuracy(model, data.X_test[test],
+                                         np.searchsorted(normal, data.y_test[test]))
     else:
         if recipe["model"] == "A3ConvAutoencoder":
             from tasks.models.conv_autoencoder import A3ConvAutoencoder
@@ -310,6 +495,8 @@ def _train_cached(kind: str, data_root: str, exp_id: str, seed: int, settings: A
     seconds = time.perf_counter() - t0
     metrics = {"seconds": round(seconds, 2), "train_loss": float(out["train_loss"]),
                "epochs_run": int(out["epochs_run"]), "resumed_from": out.get("resumed_from")}
+    if "test_accuracy" in out:
+        metrics["test_accuracy"] = out["test_accuracy"]
     save_model(model, stem, name=f"a3-{kind}-{dataset}", run_id="a3",
                data={"dataset": dataset, "version": settings.version,
                      "fingerprint": data.fingerprint, "normal_classes": normal,
@@ -362,6 +549,8 @@ def _method_params(method: str, seed: int, dataset: str, settings: A3Settings) -
     if method == "a3":
         base = {"mu": settings.mu, "lr": settings.alarm_lr, "epochs": settings.epochs,
                 "batch_size": settings.batch_for(dataset), "seed": int(seed)}
+        if settings.alarm_hidden is not None:
+            base["alarm_hidden"] = [int(h) for h in settings.alarm_hidden]
     elif method == "ae":
         base = {"error": "squared"}
     elif method == "iforest":
@@ -421,6 +610,9 @@ def group_test_scores(data_root: str, exp_id: str, method: str, n_known: int, se
     n_known = int(n_known)
     if not EXPERIMENTS[exp_id]["known_anomalies"] and n_known:
         raise ValueError(f"experiment {exp_id} uses no known anomalies (n_known must be 0)")
+    if method == "ae" and has_classifier_target(exp_id):
+        raise ValueError(f"experiment {exp_id} has a classifier target: no reconstruction "
+                         "error (method 'ae'), as in the paper's Table 3")
     params = _method_params(method, seed, dataset, settings)
     needs_target = method in ("a3", "ae")
     needs_vae = method == "a3" and uses_vae(exp_id)
@@ -443,7 +635,7 @@ def group_test_scores(data_root: str, exp_id: str, method: str, n_known: int, se
                 return {"scores": np.asarray(z["scores"]), "meta": meta, "cached": True}
 
     normal = _normal_rows(data, exp_id, dataset, settings, seed)
-    roles = experiment_roles(exp_id, dataset, data.y_train)
+    roles = dataset_roles(exp_id, dataset, data.y_train)
     pool = data.idx_train[roles == ROLE_TRAIN_ANOMALY]
     known_ids, record = draw_known(pool, n_known, group, int(seed))
     known = np.searchsorted(data.idx_train, known_ids)
@@ -456,15 +648,12 @@ def group_test_scores(data_root: str, exp_id: str, method: str, n_known: int, se
     t0 = time.perf_counter()
     target_model = anomaly = state = None
     if needs_target:
-        from tasks.models.io import load_model
-
-        target_model = load_model(target["stem"])
+        target_model = load_network(target["stem"])
     if method == "a3":
         if needs_vae:
             from tasks.models.anomaly import VAEAnomaly
-            from tasks.models.io import load_model
 
-            anomaly = VAEAnomaly(load_model(vae["stem"]), noise_std=5.0)
+            anomaly = VAEAnomaly(load_network(vae["stem"]), noise_std=5.0)
         else:
             anomaly = "gaussian"
         from storage.paths import ensure_local_dir
@@ -481,7 +670,8 @@ def group_test_scores(data_root: str, exp_id: str, method: str, n_known: int, se
     seconds = time.perf_counter() - t0
     if method == "a3" and hasattr(det, "history_"):
         params = {**params, "anomaly": "vae" if needs_vae else "gaussian",
-                  "final_train_loss": det.history_[-1]["train_loss"] if det.history_ else None}
+                  "final_train_loss": det.history_[-1]["train_loss"] if det.history_ else None,
+                  "counterexamples": getattr(det, "counterexample_check_", None)}
     meta = {"key": key, "content": content, "params": params, "known_draw": record,
             "n_train": len(X), "n_known_drawn": len(known),
             "seconds": round(seconds, 2),
@@ -506,7 +696,7 @@ def evaluate(exp_id: str, y_test: np.ndarray, scores: np.ndarray) -> dict[str, A
     from tasks.metrics import auroc, average_precision
 
     dataset = experiment_dataset(exp_id)
-    roles = experiment_roles(exp_id, dataset, y_test)
+    roles = dataset_roles(exp_id, dataset, y_test)
     keep = roles >= 0
     lab = (roles[keep] > 0).astype(np.int64)
     s = scores[keep]
@@ -593,7 +783,8 @@ def plan_units(experiments: Sequence[str], known: Sequence[int], seeds: Sequence
     Returns ``(pretrain, units)``: ``pretrain`` the (kind, seed, experiment) target / VAE
     trainings the units need (one per shared network); ``units`` one per (training group,
     method, n_known, seed) with the requested experiments of that group. Experiments without
-    known anomalies (4a-4d) run with n_known = 0 only.
+    known anomalies (4a-4d) run with n_known = 0 only; experiments with a classifier target
+    (3a-3d) have no ``ae`` unit (no reconstruction error; the paper's Table 3 has none).
     """
     for m in methods:
         if m not in METHODS:
@@ -609,12 +800,14 @@ def plan_units(experiments: Sequence[str], known: Sequence[int], seeds: Sequence
         ks = [0] if not EXPERIMENTS[first]["known_anomalies"] else sorted({int(k) for k in known})
         for seed in seeds:
             tsig = _sha([experiment_dataset(first), sorted(EXPERIMENTS[first]["normal"])])
-            if any(m in ("a3", "ae") for m in methods):
+            if "a3" in methods or ("ae" in methods and not has_classifier_target(first)):
                 pre.setdefault(("target", tsig, seed), ("target", int(seed), first))
             if "a3" in methods and uses_vae(first):
                 pre.setdefault(("vae", tsig, seed), ("vae", int(seed), first))
             for k in ks:
                 for m in methods:
+                    if m == "ae" and has_classifier_target(first):
+                        continue
                     units.append(Unit(tuple(exps), m, k, int(seed)))
     return list(pre.values()), units
 
@@ -782,7 +975,8 @@ def submit_sweep(client: Any, data_root: str, experiments: Sequence[str], known:
     for kind, seed, exp in pre:
         pk = pretrain_key(kind, seed, exp)
         net_settings = {k: sdict[k] for k in ("target_epochs", "target_lr", "vae_epochs",
-                                              "batch_size", "max_normal_train", "version")}
+                                              "batch_size", "max_normal_train", "version",
+                                              "classifier_epochs")}
         nets[pk] = client.submit(run_pretrain, data_root, kind, seed, exp, settings, threads,
                                  key=_dask_key(kind, data_root, pk, net_settings),
                                  priority=priority, pure=False)

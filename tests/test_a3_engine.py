@@ -14,14 +14,14 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from storage.checkpoints import TrainingState
-from tasks.detectors.a3 import A3Detector, a3_loss, epoch_batches
+from tasks.detectors.a3 import CHECK_ROWS, A3Detector, a3_loss, epoch_batches
 from tasks.detectors.known_anomalies import draw_known
 from tasks.models.alarm import ALARM_HIDDEN, AlarmNetwork, TargetActivations, alarm_layers
 from tasks.models.anomaly import GaussianNoise, VAEAnomaly
 from tasks.models.conv_autoencoder import A3ConvAutoencoder, ConvAutoencoder
 from tasks.models.dense import DENSE_PRESETS, VAE, DenseAutoencoder
 from tasks.models.io import build_model
-from tasks.models.training import train_autoencoder
+from tasks.models.training import train_autoencoder, train_vae
 
 D = 10
 SMALL = {"lr": 1e-3, "batch_size": 64, "alarm_hidden": (32, 16)}
@@ -200,6 +200,53 @@ def test_a3_with_a_vae_anomaly_network(data, target) -> None:
     assert all(not p.requires_grad for p in vae.parameters())
 
 
+def test_vae_counterexamples_must_lie_outside_the_normal_data(caplog) -> None:
+    """Table 4's failure and its fix on a case with a known answer.
+
+    Normal records lie on a 1-D curve, x = sigmoid(a u + noise) with u ~ N(0, 1) (D = 20);
+    the held-out anomalies are the same curve at |u| = 3.5 (improbable codes), so an alarm
+    that learned "far out along the curve = anomalous" from the VAE's counterexamples
+    (decoded from mu(x) + N(0, 5^2)) ranks them above the normal records. A VAE trained on
+    all 800 normal records uses its code; one trained on a 64-record subsample for the same
+    epochs collapses (ignores its code), decodes typical normal records, and the alarm learns
+    the opposite: the anomalies score below the normals (the below-chance Table 4)."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.0, 1.5, size=(1, 20))
+
+    def curve(n: int, radius: float | None = None) -> np.ndarray:
+        u = rng.normal(size=(n, 1))
+        if radius is not None:
+            u = np.sign(u) * radius
+        return (1 / (1 + np.exp(-(u @ a + rng.normal(0, 0.05, (n, 20)))))).astype(np.float32)
+
+    normal = curve(800)
+    test = np.concatenate([curve(300), curve(100, radius=3.5)])
+    y_test = np.r_[np.zeros(300), np.ones(100)]
+    torch.manual_seed(0)
+    ae = DenseAutoencoder(20, (16, 8, 16))
+    train_autoencoder(ae, normal, epochs=10, batch_size=64, lr=1e-2, loss="mse",
+                      optimizer="adam", images=False, progress=False, seed=0)
+    out = {}
+    for name, records in (("all", normal), ("subsample", normal[:64])):
+        torch.manual_seed(0)
+        vae = VAE(20, hidden=(32, 16), latent=2)
+        train_vae(vae, records, epochs=30, batch_size=64, lr=3e-3, seed=0, progress=False)
+        det = A3Detector(ae, anomaly=VAEAnomaly(vae.eval()), mu=1.0, epochs=8, seed=0, **SMALL)
+        with caplog.at_level("WARNING", logger="tasks.detectors.a3"):
+            caplog.clear()
+            det.fit(normal)
+        out[name] = (det.counterexample_check_, roc_auc_score(y_test, det.score_samples(test)),
+                     "lie closer to the normal records" in caplog.text)
+    check, auc, warned = out["all"]
+    assert check["counterexample_median"] > check["normal_median"]
+    assert check["inside_fraction"] < 0.3 and not warned
+    assert auc > 0.9  # held-out anomalies above held-out normals
+    check, auc, warned = out["subsample"]
+    assert check["counterexample_median"] < 0.75 * check["normal_median"]
+    assert check["inside_fraction"] > 0.75 and warned
+    assert auc < 0.4  # inverted, as Table 4 was
+
+
 def test_same_seed_same_scores(data, target) -> None:
     x, y = _train_set(data, 5)
     runs = [A3Detector(target, epochs=2, seed=s, **SMALL).fit(x, y).score_samples(data["test"])
@@ -250,7 +297,8 @@ def test_zarr_backed_records_stream_and_give_the_numpy_weights(data, target, tmp
                          strict=True):
         assert torch.equal(a, b), k
     assert max(logged.reads) <= 64  # one batch-size block per read, never the whole of X
-    assert sum(logged.reads) == 3 * len(x) + 2  # probe + 2 epochs + training scores
+    # probe + 2 epochs + training scores + the counterexample check's first normal records
+    assert sum(logged.reads) == 3 * len(x) + 2 + CHECK_ROWS
     assert np.array_equal(det.score_samples(SliceLog(z)), ref.score_samples(x))
 
 

@@ -50,6 +50,7 @@ from tasks.models.training import StateStore
 log = logging.getLogger(__name__)
 
 _MIN_DELTA = 1e-6
+CHECK_ROWS = 256  # normal training records used by fit's counterexample check
 
 
 def a3_loss(logits: torch.Tensor, y: torch.Tensor, anomaly_logits: torch.Tensor | None,
@@ -158,7 +159,9 @@ class A3Detector(BaseDetector):
     ``n_activations_``, ``input_shape_``, ``history_`` (per epoch: train_loss, and val_loss /
     val_auroc with validation data), ``epochs_run_``, ``best_epoch_``, ``stopped_early_``,
     ``resumed_from_``, ``decision_scores_`` (training normal records), ``threshold_`` (at
-    ``fpr`` on the validation normals when given, else on the training normals).
+    ``fpr`` on the validation normals when given, else on the training normals),
+    ``counterexample_check_`` (:meth:`counterexample_check` on up to ``CHECK_ROWS`` training
+    normals; a warning is logged when the counterexamples lie inside the normal data).
     """
 
     def __init__(self, target: nn.Module, anomaly: str | nn.Module = "gaussian", mu: float = 0.1,
@@ -261,7 +264,55 @@ class A3Detector(BaseDetector):
         clean = (self.decision_scores_ if X_val is None
                  else self._score(X_val)[yv == 0] if (yv == 0).any() else self.decision_scores_)
         self.threshold_ = threshold_at_fpr(clean, self.fpr)
+        normal, got, bs = [], 0, int(self.batch_size)
+        for i in range(0, n, bs):  # batch-size reads from the start, up to CHECK_ROWS normals
+            block = _read(X, i, min(i + bs, n), "X")[yy[i:i + bs] == 0]
+            normal.append(block[:CHECK_ROWS - got])
+            got += len(normal[-1])
+            if got >= CHECK_ROWS:
+                break
+        self.counterexample_check_ = self.counterexample_check(np.concatenate(normal))
+        if self.counterexample_check_["inside_fraction"] > 0.5:
+            log.warning(
+                "A3: %.0f%% of the anomaly network's counterexamples lie closer to the normal "
+                "records' mean activation than the median normal record (%s): they teach the "
+                "alarm that typical records are anomalous, and held-out anomalies may score "
+                "below normal ones", 100 * self.counterexample_check_["inside_fraction"],
+                type(self.anomaly_).__name__)
         return self
+
+    @torch.no_grad()
+    def counterexample_check(self, X: Any) -> dict[str, float]:
+        """Where the anomaly network's counterexamples for normal records ``X`` (N, ...) lie,
+        seen by the alarm: each record's target activations (J values) are standardised by the
+        mean and std over ``X``'s records and reduced to the root-mean-square distance from the
+        mean (unitless). Returns ``normal_median`` and ``counterexample_median`` (medians of
+        that distance over ``X`` and over one counterexample per record, drawn with
+        ``seed + 3``) and ``inside_fraction``, the share of counterexamples closer than the
+        median normal record. Counterexamples should lie outside the normal data
+        (``inside_fraction`` well below 0.5): a VAE that ignores its noisy code decodes
+        typical normal records, and an alarm trained on those ranks anomalies below normals."""
+        self._check_fitted()
+        X = np.asarray(X, dtype=np.float32)
+        if len(X) < 2:
+            raise ValueError("counterexample_check needs at least 2 normal records")
+        device = torch.device(self.device)
+        xt = torch.from_numpy(X).to(device)
+        gen = torch.Generator().manual_seed(self.seed + 3)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + 3)
+            xa = torch.cat([self._counterexamples(xt[i:i + self.batch_size], gen)
+                            for i in range(0, len(xt), int(self.batch_size))])
+        bs = int(self.batch_size)
+        h = torch.cat([self.activations_(xt[i:i + bs]) for i in range(0, len(xt), bs)])
+        ha = torch.cat([self.activations_(xa[i:i + bs]) for i in range(0, len(xa), bs)])
+        mean, std = h.mean(0), h.std(0)  # float32: (N, J) can be large (J = 58,624 for exp. 3)
+        std = std + 1e-3 * float(std.mean()) + 1e-12
+        d_n = (((h - mean) / std) ** 2).mean(1).sqrt()
+        d_a = (((ha - mean) / std) ** 2).mean(1).sqrt()
+        med = float(d_n.median())
+        return {"normal_median": med, "counterexample_median": float(d_a.median()),
+                "inside_fraction": float((d_a < med).double().mean())}
 
     def _fit(self, X: Any, y: np.ndarray, X_val: Any = None,  # type: ignore[override]
              y_val: np.ndarray | None = None) -> None:

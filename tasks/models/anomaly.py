@@ -8,6 +8,15 @@ None: torch's global RNG), so a seeded caller gets the same counterexamples on a
   N(0.5, 1) for inputs scaled to [0, 1]; experiments 1-3);
 * :class:`VAEAnomaly` - a trained :class:`~tasks.models.dense.VAE` decoding
   ``z = mu(x) + N(0, noise_std^2)`` (``noise_std`` 5 as in the authors' code; experiment 4).
+
+A counterexample generator only teaches the alarm something useful when its output lies
+outside the normal data. The VAE's does not always: latent dimensions the VAE does not use
+(posterior collapse - most of the 25 on MNIST, all of them for a VAE starved of training
+records) are ignored by its decoder, so the noise moves nothing there, and an under-trained
+decoder maps its few used dimensions back onto typical normal records. Trained on those, the
+alarm learns "typical = anomalous" and ranks held-out anomalies *below* normal records (our
+first Table 4). :meth:`tasks.detectors.a3.A3Detector.counterexample_check` measures where the
+counterexamples lie; the experiment runner trains the VAE on every normal training record.
 """
 
 from __future__ import annotations
@@ -37,7 +46,10 @@ class GaussianNoise(nn.Module):
 
 
 class VAEAnomaly(nn.Module):
-    """Counterexamples decoded by a trained VAE from ``mu(x) + N(0, noise_std^2)``.
+    """Counterexamples decoded by a trained VAE from ``mu(x) + N(0, noise_std^2)``: ``mu(x)``
+    is the encoder mean of each record of the batch (the normal training records) and the
+    noise is added to every latent dimension, as in the authors' ``predict_anomaly`` (their
+    log-variance is zeroed, so the posterior's own spread is not used).
 
     ``vae``: a :class:`~tasks.models.dense.VAE` trained on normal records (it is not trained
     here); x (B, ...) is flattened to (B, vae.n_features) and the decoded (B, n_features) in

@@ -22,7 +22,7 @@ from storage.checkpoints import (
 )
 from storage.registry import register_model
 from tasks.models.alarm import AlarmNetwork
-from tasks.models.classifier import SmallCNN
+from tasks.models.classifier import KerasMnistCNN, SmallCNN
 from tasks.models.conv_autoencoder import A3ConvAutoencoder, ConvAutoencoder
 from tasks.models.dense import VAE, DenseAutoencoder
 from tasks.models.user_model import TORCHSCRIPT, USER_CLASS, build_user_module, load_torchscript
@@ -31,6 +31,7 @@ MODEL_CLASSES: dict[str, type[nn.Module]] = {
     "ConvAutoencoder": ConvAutoencoder, "SmallCNN": SmallCNN,
     "DenseAutoencoder": DenseAutoencoder, "VAE": VAE,
     "A3ConvAutoencoder": A3ConvAutoencoder, "AlarmNetwork": AlarmNetwork,
+    "KerasMnistCNN": KerasMnistCNN,
 }
 
 
