@@ -7,7 +7,6 @@ Registered on the main app by ``register(app)``. Reads the evaluate stage's tabl
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, NoReturn
 
 import typer
@@ -24,14 +23,9 @@ def figures_command(
     data_root: Annotated[str | None, typer.Option("--data-root", help="Data root (path or fsspec URL); default the setup's, $ACTSCAN_DATA_ROOT or ./actscan-data.")] = None,
 ) -> None:
     """Redraw the paper's figures of a run from its evaluation tables (no recomputation)."""
-    from tasks.spec import SpecError, load_setup
+    from actscan.cli_report import run_spec
 
-    overrides = [f"{k}={json.dumps(v)}" for k, v in
-                 (("run_id", run_id), ("execution.data_root", data_root)) if v is not None]
-    try:
-        spec = load_setup(setup, overrides)
-    except SpecError as exc:
-        _fail(str(exc))
+    spec = run_spec(setup, run_id, data_root)
     from storage.catalog import RunCatalog
     from tasks.stages.evaluate import draw_figures, table_url
 

@@ -8,7 +8,7 @@ or Dask. Exit codes: 0 written, 2 bad input (one line ``error: ...`` on stderr).
 from __future__ import annotations
 
 import json
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -16,6 +16,19 @@ import typer
 def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {' '.join(str(message).split())}", err=True)
     raise typer.Exit(2)
+
+
+def run_spec(setup: str, run_id: str | None, data_root: str | None) -> Any:
+    """The RunSpec of ``setup`` with the run id and data root given on the command line
+    (one-line error and exit 2 when the setup does not resolve)."""
+    from tasks.spec import SpecError, load_setup
+
+    overrides = [f"{k}={json.dumps(v)}" for k, v in
+                 (("run_id", run_id), ("execution.data_root", data_root)) if v is not None]
+    try:
+        return load_setup(setup, overrides)
+    except SpecError as exc:
+        _fail(str(exc))
 
 
 def report_command(
@@ -28,14 +41,8 @@ def report_command(
     """Write one self-contained HTML report of a run (tables, figures, top anomalous records)."""
     from storage.fs import exists
     from storage.paths import join
-    from tasks.spec import SpecError, load_setup
 
-    overrides = [f"{k}={json.dumps(v)}" for k, v in
-                 (("run_id", run_id), ("execution.data_root", data_root)) if v is not None]
-    try:
-        spec = load_setup(setup, overrides)
-    except SpecError as exc:
-        _fail(str(exc))
+    spec = run_spec(setup, run_id, data_root)
     from storage.paths import resolve_data_root
     from tasks.report import build_report, list_dir
 

@@ -200,18 +200,9 @@ class Cluster:
 # ---------------------------------------------------------------------------------- data
 def generate(csv_dir: Path, rows: int, seed: int) -> float:
     """Write the per-day CSVs unless a marker says they exist for (rows, seed)."""
-    from tests.fixtures.synthetic_data import write_cicids2018
+    from tests.fixtures.synthetic_data import write_cicids2018_cached
 
-    marker = csv_dir / ".generated.json"
-    want = {"rows": rows, "seed": seed}
-    if marker.exists() and json.loads(marker.read_text()) == want:
-        return 0.0
-    shutil.rmtree(csv_dir, ignore_errors=True)
-    csv_dir.mkdir(parents=True)
-    t0 = time.perf_counter()
-    write_cicids2018(csv_dir, rows, seed=seed, workers=2)
-    marker.write_text(json.dumps(want))
-    return time.perf_counter() - t0
+    return write_cicids2018_cached(csv_dir, rows, seed)
 
 
 def _table_rows(folder: str) -> tuple[int, int]:

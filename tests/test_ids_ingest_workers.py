@@ -4,13 +4,8 @@ temp dir or in the store, a malformed row failing cleanly, an object-store data 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -24,6 +19,7 @@ from tasks.data.errors import DataFormatError
 from tasks.data.ingest import ingest_dataset
 from tests.conftest_data import isolated_cache, leftovers  # noqa: F401
 from tests.fixtures.cicids2018_pandas import pandas_reference
+from tests.fixtures.moto_s3 import moto_s3
 from tests.fixtures.synthetic_data import day_file_name, write_cicids2018
 
 DAYS3 = ["Wednesday-14-02-2018", "Friday-16-02-2018", "Tuesday-20-02-2018"]
@@ -127,62 +123,13 @@ def test_malformed_row_fails_with_one_line_and_no_store(ids_src, cluster_client,
 
 
 # ----------------------------------------------------------------------- object-store data root
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def s3_env(tmp_path):
     """moto's standalone S3 server, the AWS_* variables pointing at it (inherited by worker
     processes started afterwards), one bucket."""
-    pytest.importorskip("moto.server", reason="needs moto[server]")
-    s3fs = pytest.importorskip("s3fs")
-    port = _free_port()
-    log = open(tmp_path / "moto.log", "wb")
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT)
-    try:
-        t0 = time.time()
-        while True:
-            assert server.poll() is None, (tmp_path / "moto.log").read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.time() - t0 < 60, "moto's server did not start"
-                time.sleep(0.2)
-        with pytest.MonkeyPatch.context() as mp:
-            for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-                mp.delenv(var, raising=False)
-            mp.setenv("AWS_ACCESS_KEY_ID", f"AKIAIDS{uuid.uuid4().hex[:12].upper()}")
-            mp.setenv("AWS_SECRET_ACCESS_KEY", uuid.uuid4().hex)
-            mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-            mp.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{port}")
-            mp.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-            mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-            mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-            s3fs.S3FileSystem.clear_instance_cache()
-            bucket = f"ids-{uuid.uuid4().hex[:8]}"
-            s3fs.S3FileSystem(skip_instance_cache=True).mkdir(bucket)
-            yield bucket
-            with contextlib.suppress(Exception):
-                from zarr.core.sync import sync
-
-                for fs in list(s3fs.S3FileSystem._cache.values()):
-                    creator = getattr(fs, "_s3creator", None)
-                    if fs.asynchronous and creator is not None:
-                        sync(creator.__aexit__(None, None, None))
-            s3fs.S3FileSystem.clear_instance_cache()
-    finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
-        log.close()
+    bucket = f"ids-{uuid.uuid4().hex[:8]}"
+    with moto_s3(tmp_path, f"AKIAIDS{uuid.uuid4().hex[:12].upper()}", uuid.uuid4().hex, bucket):
+        yield bucket
 
 
 def test_object_store_root_on_worker_processes(ids_src, s3_env, tmp_path):

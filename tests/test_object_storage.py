@@ -17,10 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
-import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -29,6 +26,7 @@ import pytest
 
 from storage.catalog import RunCatalog
 from storage.tables import read_table, table_metadata
+from tests.fixtures.moto_s3 import moto_s3
 from tests.test_pipeline_e2e import ALL, ran, tiny
 
 pytest.importorskip("moto.server", reason="needs moto[server] (moto's standalone S3 server)")
@@ -42,69 +40,11 @@ KEY_ID = f"AKIAACTSCAN{uuid.uuid4().hex[:9].upper()}"
 SECRET = f"actscan-test-secret-{uuid.uuid4().hex}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """moto's S3 server in its own process; AWS_* variables pointing at it; one bucket."""
-    logs = tmp_path_factory.mktemp("moto")
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    log = open(logs / "moto.log", "wb")  # closed in finally
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                               "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        t0 = time.time()
-        while True:
-            assert server.poll() is None, (logs / "moto.log").read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.time() - t0 < 60, "moto's server did not start"
-                time.sleep(0.2)
-        with pytest.MonkeyPatch.context() as mp:
-            for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
-                        "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
-                mp.delenv(var, raising=False)
-            mp.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
-            mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-            mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-            mp.setenv("AWS_ENDPOINT_URL_S3", endpoint)
-            # never a developer's ~/.aws (files that do not exist)
-            mp.setenv("AWS_CONFIG_FILE", str(logs / "no-aws-config"))
-            mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(logs / "no-aws-credentials"))
-            mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-            s3fs.S3FileSystem.clear_instance_cache()  # no filesystem bound to another endpoint
-            s3fs.S3FileSystem(skip_instance_cache=True).mkdir(BUCKET)
-            yield endpoint
-            _close_s3_sessions()
-    finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
-        log.close()
-
-
-def _close_s3_sessions() -> None:
-    """Close the HTTP sessions of the asynchronous s3fs instances zarr opened (s3fs closes only
-    its synchronous ones by itself; aiohttp would complain about the others at exit), then
-    forget every instance: none stays bound to this server."""
-    from zarr.core.sync import sync
-
-    for fs in list(s3fs.S3FileSystem._cache.values()):
-        creator = getattr(fs, "_s3creator", None)
-        if fs.asynchronous and creator is not None:
-            with contextlib.suppress(Exception):
-                sync(creator.__aexit__(None, None, None))
-    s3fs.S3FileSystem.clear_instance_cache()
+    with moto_s3(tmp_path_factory.mktemp("moto"), KEY_ID, SECRET, BUCKET) as endpoint:
+        yield endpoint
 
 
 def _raw_fs():
