@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import art  # noqa: F401  (see the note below)
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -25,6 +26,11 @@ from tasks.stages.checks import check_protocol, preflight
 from tasks.stages.common import catalog_of
 
 STAGE_TASKS = {name: stage_task(name, stage_function(name)) for name in STAGES}
+# ``import art`` runs logging.config.dictConfig, which flushes and closes every logging handler
+# while holding logging's module lock. Inside a flow run one of them is Prefect's API log
+# handler, whose flush waits for its worker thread - which may itself be waiting for that lock:
+# the attack stage then hangs for good (seen in `make run`). Importing ART here, before any flow
+# run exists, makes the later imports in tasks/attacks.py no-ops.
 
 
 def _resolve(spec: RunSpec | dict[str, Any] | None, setup: str,
