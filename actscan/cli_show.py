@@ -165,6 +165,15 @@ def _attack_key(attack: str) -> tuple[int, str]:
 
 
 # ------------------------------------------------------------------------------ Table 1
+def _asked_runs(runs: list[str], present: list[str], tables: str, root: str) -> list[str]:
+    """The runs asked for, in order, once each; QueryError naming those ``tables`` lack."""
+    unknown = [r for r in runs if r not in present]
+    if unknown:
+        raise QueryError(f"run(s) {', '.join(unknown)} have no rows in {tables} under {root}; "
+                         f"runs: {', '.join(present) or 'none'}")
+    return list(dict.fromkeys(runs))
+
+
 def paper_table1(root: str, runs: Sequence[str] | None = None) -> ShowResult:
     """Per-layer AUROC of the individual scan, ours (table1 or auroc) beside the paper's."""
     tables = _tables(root)
@@ -178,11 +187,7 @@ def paper_table1(root: str, runs: Sequence[str] | None = None) -> ShowResult:
         t1_datasets = {r["run_id"]: r["dataset"] for r in got if r["run_id"] and r["dataset"]}
     present = sorted({r for info in have.values() for r in info.runs})
     if runs:
-        unknown = [r for r in runs if r not in present]
-        if unknown:
-            raise QueryError(f"run(s) {', '.join(unknown)} have no rows in "
-                             f"{' or '.join(sorted(have))} under {root}; runs: {', '.join(present) or 'none'}")
-        chosen = list(dict.fromkeys(runs))
+        chosen = _asked_runs(runs, present, " or ".join(sorted(have)), root)
     else:
         chosen = []
         for ds, prefs in DEFAULT_RUNS.items():
@@ -266,11 +271,7 @@ def paper_table2(root: str, runs: Sequence[str] | None = None) -> ShowResult:
     info = _require(tables, "table2", root)
     present = list(info.runs)
     if runs:
-        unknown = [r for r in runs if r not in present]
-        if unknown:
-            raise QueryError(f"run(s) {', '.join(unknown)} have no rows in table2 under {root}; "
-                             f"runs: {', '.join(present) or 'none'}")
-        chosen = list(dict.fromkeys(runs))
+        chosen = _asked_runs(runs, present, "table2", root)
     else:
         chosen = present
     q = (f"select run_id, dataset, attack, detector, auroc, auroc_low, auroc_high from table2 "
