@@ -165,7 +165,7 @@ def _attack_key(attack: str) -> tuple[int, str]:
 
 
 # ------------------------------------------------------------------------------ Table 1
-def _asked_runs(runs: list[str], present: list[str], tables: str, root: str) -> list[str]:
+def _asked_runs(runs: Sequence[str], present: Sequence[str], tables: str, root: str) -> list[str]:
     """The runs asked for, in order, once each; QueryError naming those ``tables`` lack."""
     unknown = [r for r in runs if r not in present]
     if unknown:
