@@ -38,6 +38,14 @@ def _train_tiny(monkeypatch, stream: io.StringIO) -> None:
 
 
 def test_training_bar_redraws_one_line_on_a_terminal(monkeypatch) -> None:
+    import functools
+
+    import tasks.progress
+
+    # tqdm redraws at most every 0.1 s: on a fast machine 12 tiny batches finish inside one
+    # interval, so redraw on every update to make the drawing independent of speed
+    monkeypatch.setattr(tasks.progress, "tqdm", functools.partial(tasks.progress.tqdm,
+                                                                  mininterval=0, miniters=1))
     term = _Terminal()
     _train_tiny(monkeypatch, term)
     out = term.getvalue()
