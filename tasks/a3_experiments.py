@@ -35,9 +35,13 @@ kill: the target, the VAE and the A^3 alarm keep their per-epoch state
 Methods (:data:`METHODS`): ``a3`` (:class:`~tasks.detectors.a3.A3Detector`; Gaussian noise
 N(0.5, 1) counterexamples, or the VAE for experiments without known anomalies, i.e. 4a-4d),
 ``ae`` (reconstruction error of the same target; not for the classifier target of
-experiment 3), ``iforest``, ``dagmm``, ``devnet``, ``deepsad``. The baselines are fitted on
-the same training records as A^3 (all normal training records plus the same known
-anomalies; the unsupervised ones ignore the labels).
+experiment 3), ``iforest``, ``dagmm``, ``devnet``, ``deepsad``, and ``subset_scan`` (the
+other method of actscan on the same frozen target: :class:`~tasks.detectors.activation_scan.
+ActivationScanDetector`, a Berk-Jones individual scan of the target's hidden ReLU activations
+against the normal training records, at most 10,000 of them, seeded). The baselines are fitted
+on the same training records as A^3 (all normal training records plus the same known
+anomalies; the unsupervised ones ignore the labels; subset_scan leaves the known anomalies out
+of its clean background).
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ from tasks.data.experiments import (
 
 log = logging.getLogger("actscan")
 
-METHODS: tuple[str, ...] = ("a3", "ae", "iforest", "dagmm", "devnet", "deepsad")
+METHODS: tuple[str, ...] = ("a3", "ae", "iforest", "dagmm", "devnet", "deepsad", "subset_scan")
 IMAGE_DATASETS = ("mnist", "fashion-mnist")
 TABULAR_PRESETS = ("nsl-kdd", "cicids2018", "creditcard")
 RESULT_COLUMNS = ["experiment", "group", "dataset", "method", "n_known", "seed", "mu", "ap",
@@ -557,6 +561,9 @@ def _method_params(method: str, seed: int, dataset: str, settings: A3Settings) -
         base = {"random_state": int(seed)}
     elif method in ("dagmm", "devnet", "deepsad"):
         base = {"seed": int(seed)}
+    elif method == "subset_scan":
+        base = {"score": "berk_jones", "tail": "upper", "alpha_max": 0.5, "holdout": 0.1,
+                "max_background": 10000, "seed": int(seed)}
     else:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     return {**base, **over}
@@ -584,6 +591,10 @@ def _make_detector(method: str, params: dict[str, Any], target: Any, anomaly: An
         from tasks.detectors.devnet import DevNetDetector
 
         return DevNetDetector(**params)
+    if method == "subset_scan":
+        from tasks.detectors.activation_scan import ActivationScanDetector
+
+        return ActivationScanDetector(target=target, **params)
     from tasks.detectors.deepsad import DeepSADDetector
 
     return DeepSADDetector(**params)
@@ -614,7 +625,7 @@ def group_test_scores(data_root: str, exp_id: str, method: str, n_known: int, se
         raise ValueError(f"experiment {exp_id} has a classifier target: no reconstruction "
                          "error (method 'ae'), as in the paper's Table 3")
     params = _method_params(method, seed, dataset, settings)
-    needs_target = method in ("a3", "ae")
+    needs_target = method in ("a3", "ae", "subset_scan")
     needs_vae = method == "a3" and uses_vae(exp_id)
     if needs_target and target is None:
         target = ensure_target(data_root, exp_id, seed, settings, threads)
