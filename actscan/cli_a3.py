@@ -43,7 +43,7 @@ def a3_command(
     seeds: Annotated[str, typer.Option(
         "--seeds", help="N: the first N of the authors' seeds; or a comma list of seeds.")] = "4",
     methods: Annotated[str, typer.Option(
-        "--methods", help="Methods: a3, ae, iforest, dagmm, devnet, deepsad.")]
+        "--methods", help="Methods: a3, ae, iforest, dagmm, devnet, deepsad, subset_scan (actscan's subset scan of the target's activations).")]
     = "a3,ae,iforest,dagmm,devnet",
     source_mnist: Annotated[str | None, typer.Option(
         "--source-mnist", help="Folder with the MNIST IDX files (ingested if needed).")] = None,

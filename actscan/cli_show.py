@@ -5,6 +5,8 @@
     actscan show a3-table3      [--known 100]      A^3 and baselines, 100 known anomalies (Table 3)
     actscan show a3-table4                         A^3 without known anomalies (Table 4)
     actscan show top-anomalies  [--limit 5]        the highest-scoring records per layer
+    actscan show methods        [--a3-root DIR]    subset scanning and A^3 side by side on both
+                                                   problem families (actscan/show_methods.py)
 
 Every view reads the Parquet tables under the data root through :func:`storage.query.run_query`
 (read-only DuckDB) and compares with :mod:`tasks.paper_numbers`; ``diff`` is ours minus the
@@ -49,6 +51,7 @@ class View(StrEnum):
     a3_table3 = "a3-table3"
     a3_table4 = "a3-table4"
     top_anomalies = "top-anomalies"
+    methods = "methods"
 
 
 class ShowFormat(StrEnum):
@@ -477,9 +480,14 @@ def to_arrow(result: ShowResult) -> Any:
 
 def build(view: View | str, root: str, runs: Sequence[str] | None = None, *, limit: int = 5,
           layers: Sequence[str] | None = None, known: int | None = None,
-          mu: float | None = None) -> ShowResult:
-    """The ShowResult of ``view`` over the data root ``root``."""
+          mu: float | None = None, a3_root: str | None = None) -> ShowResult:
+    """The ShowResult of ``view`` over the data root ``root`` (``a3_root``: the A^3
+    experiments' root for ``methods``, default ``root``)."""
     view = View(view)
+    if view is View.methods:
+        from actscan.show_methods import methods_comparison
+
+        return methods_comparison(root, a3_root)
     if view is View.paper_table1:
         return paper_table1(root, runs)
     if view is View.paper_table2:
@@ -498,7 +506,7 @@ def _fail(message: str) -> NoReturn:
 
 
 def show_command(
-    view: Annotated[View, typer.Argument(help="paper-table1, paper-table2, a3-table3, a3-table4 or top-anomalies.", case_sensitive=False)],
+    view: Annotated[View, typer.Argument(help="paper-table1, paper-table2, a3-table3, a3-table4, top-anomalies or methods.", case_sensitive=False)],
     data_root: Annotated[str | None, typer.Option("--data-root", help="Data root (path or fsspec URL); default $ACTSCAN_DATA_ROOT or ./actscan-data.")] = None,
     run_id: Annotated[list[str] | None, typer.Option("--run-id", help="Run(s) to show (repeatable); default: the paper setups' runs (paper-table1), every run (the others).")] = None,
     fmt: Annotated[ShowFormat, typer.Option("--format", case_sensitive=False, help="table (the paper's layout), csv or json (one row per cell).")] = ShowFormat.table,
@@ -506,11 +514,13 @@ def show_command(
     layer: Annotated[list[str] | None, typer.Option("--layer", help="top-anomalies: only this layer (repeatable).")] = None,
     known: Annotated[int | None, typer.Option("--known", min=0, help="a3-table3: known anomalies (default 100, the paper's).")] = None,
     mu: Annotated[float | None, typer.Option("--mu", help="a3 tables: A^3's mu (default 0.1, the paper's, when it was run).")] = None,
+    a3_root: Annotated[str | None, typer.Option("--a3-root", help="methods: data root of the A^3 experiments (default: --data-root).")] = None,
 ) -> None:
     """Canned views of the result tables: our numbers beside the papers', diff = ours - paper."""
     try:
         root = resolve_data_root(data_root)
-        result = build(view, root, run_id, limit=limit, layers=layer, known=known, mu=mu)
+        result = build(view, root, run_id, limit=limit, layers=layer, known=known, mu=mu,
+                       a3_root=resolve_data_root(a3_root) if a3_root else None)
     except QueryError as exc:
         _fail(str(exc))
     if fmt is ShowFormat.table:

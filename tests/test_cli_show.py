@@ -50,14 +50,16 @@ def root(tmp_path: Path) -> Path:
         "detector": ["subset_scan", "subset_scan", "lid", "subset_scan"],
         "score_fn": ["berk_jones", "berk_jones", None, "higher_criticism"],
         "tail": ["upper", "upper", None, "upper"], "auroc": [0.9, 0.95, 0.6, 0.1],
-        "auroc_low": [0.97, 0.9, 0.5, 0.0], "auroc_high": [0.99, 0.96, 0.7, 0.2]})
+        "auroc_low": [0.97, 0.9, 0.5, 0.0], "auroc_high": [0.99, 0.96, 0.7, 0.2],
+        "n_clean": [20] * n, "n_noised": [9] * n})
     _write(r, "runs/paper-mnist/tables/table2.parquet", {
         "run_id": ["paper-mnist"] * 4, "dataset": ["mnist"] * 4, "autoencoder": ["autoencoder"] * 4,
         "attack": ["fgsm"] * 4, "layer": ["recon_error"] * 4,
         "detector": ["subset_scan", "subset_scan", "mean_recon", "ocsvm"],
         "score_fn": ["berk_jones", "kolmogorov_smirnov", None, None],
         "tail": ["upper", "upper", None, None], "auroc": [0.99, 0.5, 0.7, 0.6],
-        "auroc_low": [0.98, 0.4, 0.6, 0.5], "auroc_high": [1.0, 0.6, 0.8, 0.7]})
+        "auroc_low": [0.98, 0.4, 0.6, 0.5], "auroc_high": [1.0, 0.6, 0.8, 0.7],
+        "n_clean": [20] * 4, "n_noised": [9] * 4})
     _write(r, "runs/a3/tables/a3_results.parquet", {
         "experiment": ["1a", "1a", "1a", "1a", "3a", "4b", "1a"],
         "method": ["a3", "a3", "ae", "a3", "ae", "a3", "iforest"],
@@ -232,3 +234,36 @@ def test_the_paper_numbers_are_transcribed_from_targets() -> None:
         assert flat == [num(c) for c in r[1:]]
     t4 = rows("Table 4:")[0]
     assert [v for e in paper.TABLE4 for v in paper.TABLE4[e]] == [num(c) for c in t4]
+
+
+def test_methods_side_by_side_on_both_families(root: Path) -> None:
+    _write(root, "runs/paper-mnist/tables/a3_adversarial.parquet", {
+        "run_id": ["paper-mnist"] * 2, "dataset": ["mnist"] * 2,
+        "autoencoder": ["autoencoder", "autoencoder-poison-1pct"], "attack": ["fgsm", "fgsm"],
+        "detector": ["a3", "a3"], "auroc": [0.8, 0.1], "auroc_low": [0.75, 0.0],
+        "auroc_high": [0.85, 0.2], "ap": [0.7, 0.1], "n_clean": [10, 10], "n_noised": [10, 10]})
+    _write(root, "runs/a3/tables/a3_results.parquet", {
+        "experiment": ["1c", "1c", "1c", "1c", "4a"], "dataset": ["nsl-kdd"] * 4 + ["mnist"],
+        "method": ["a3", "a3", "subset_scan", "iforest", "subset_scan"],
+        "n_known": [100, 100, 100, 100, 0], "seed": [1, 2, 1, 1, 1],
+        "mu": [0.1, 0.1, None, None, None], "ap": [0.9, 0.7, 0.6, 0.5, 0.4],
+        "auroc": [0.95, 0.85, 0.65, 0.5, 0.45]})
+    rows = runner.invoke(app, ["show", "methods", "--data-root", str(root), "--format", "json"])
+    assert rows.exit_code == 0, rows.output
+    got = {(r["family"], r["case"], r["method"], r["detail"].split(",")[0]): r
+           for r in json.loads(rows.stdout)}
+    assert set(got) == {("adversarial", "fgsm", "a3", "alarm on all hidden ReLUs"),
+                        ("adversarial", "fgsm", "subset_scan", "recon_error"),
+                        ("anomalies", "1c", "a3", "Gaussian noise"),
+                        ("anomalies", "1c", "subset_scan", "target's hidden ReLUs"),
+                        ("anomalies", "4a", "subset_scan", "target's hidden ReLUs")}
+    a3 = got[("anomalies", "1c", "a3", "Gaussian noise")]
+    assert (a3["auroc"], a3["ap"], a3["n"]) == (pytest.approx(0.9), pytest.approx(0.8), "2 seeds")
+    assert a3["auroc_std"] == pytest.approx(0.0707107, abs=1e-6)
+    adv = got[("adversarial", "fgsm", "subset_scan", "recon_error")]
+    assert (adv["auroc"], adv["auroc_low"], adv["n"]) == (0.99, 0.98, "20+9")
+    text = runner.invoke(app, ["show", "methods", "--data-root", str(root)]).stdout
+    assert re.search(r"paper-mnist\s+MNIST\s+FGSM\s+0\.990 \[0\.980, 1\.000\]\s+-\s+-\s+-\s+"
+                     r"0\.800 \[0\.750, 0\.850\]\s+0\.700", text), text
+    assert re.search(r"1c\s+nsl-kdd\s+0\.650\s+0\.600\s+0\.900 ± 0\.071\s+0\.800\s+1 seeds, 2 seeds",
+                     text), text
