@@ -38,7 +38,8 @@ TINY = ["models.autoencoder.epochs=1", "models.classifier.epochs=2", "protocol.b
         "attacks.bim.eps_step=0.1", "attacks.bim.max_iter=3", "attacks.deepfool.epsilon=0.02",
         "attacks.deepfool.max_iter=5", "attacks.deepfool.limit=12", "attacks.batch_size=16",
         "models.poison.fractions=[0.05, 0.1]", "extraction.chunk_rows=16", "extraction.dtype=float16",
-        "execution.n_workers=2", "evaluation.enabled=false"]  # evaluate: tests/test_evaluate.py
+        "execution.n_workers=2", "evaluation.enabled=false",  # evaluate: tests/test_evaluate.py
+        "a3detect.enabled=false"]  # a3detect: tests/test_a3detect.py
 
 
 def test_paper_fashion_preset_every_stage(prefect_api, tiny_source, tmp_path) -> None:
