@@ -265,7 +265,8 @@ def print_a3_adversarial(rows: list[dict[str, Any]]) -> None:
     table = Table(title="A^3 alarm network as an adversarial-input detector, clean vs noised",
                   min_width=60)
     for col in ("autoencoder", "attack", "AUROC [95% CI]", "AP", "clean", "noised", "fit s"):
-        table.add_column(col, justify="left" if col in ("autoencoder", "attack") else "right")
+        table.add_column(col, justify="left" if col in ("autoencoder", "attack") else "right",
+                         no_wrap=col != "autoencoder")
     for r in rows:
         table.add_row(str(r["autoencoder"]), str(r["attack"]),
                       f"{r['auroc']:.3f} [{r['auroc_low']:.3f}, {r['auroc_high']:.3f}]",

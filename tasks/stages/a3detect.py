@@ -124,6 +124,7 @@ def a3_task(model_stem: str, dataset_url: str, attacks_url: str, background_rows
         add(name, a["x_adv"][sl], a["index"][sl])
     info = {"fit_seconds": round(fit_seconds, 3), "epochs_run": int(det.epochs_run_),
             "train_loss": float(det.history_[-1]["train_loss"]),
+            "loss_per_epoch": [round(float(r["train_loss"]), 6) for r in det.history_],
             "n_train": len(x_bg), "layers": list(det.activation_keys_),
             "widths": [int(w) for w in det.activation_widths_],
             "n_activations": int(det.n_activations_), "alarm_dropout": ALARM_DROPOUT,
