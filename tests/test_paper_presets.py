@@ -83,7 +83,7 @@ def test_paper_fashion_preset_every_stage(prefect_api, tiny_source, tmp_path) ->
     assert sorted(zip(a3["autoencoder"], a3["attack"], strict=True)) == sorted(
         (ae, a) for ae in scores["autoencoder"].unique() for a in ("fgsm", "bim", "deepfool"))
     assert (a3["n_clean"] == 20).all() and a3["auroc"].between(0, 1).all()
-    n_noised = {a: len(acts["autoencoder"][a]["index"]) for a in ("fgsm", "bim", "deepfool")}
+    n_noised = {a: acts["autoencoder"][a]["index"].shape[0] for a in ("fgsm", "bim", "deepfool")}
     assert (a3["n_noised"] == a3["attack"].map(n_noised)).all()
     # Extending the autoencoder's training resumes its saved state, and stages downstream re-run.
     longer = load_setup("paper-fashion-mnist", [*TINY, f"data.source={tiny_source}",
