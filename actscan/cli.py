@@ -157,7 +157,7 @@ def run_command(
     setup: SetupOpt = "embedded-mnist",
     sets: SetOpt = None,
     show: Annotated[bool, typer.Option("--show", help="Print the resolved specification as YAML and stop.")] = False,
-    stages: Annotated[str | None, typer.Option("--stages", help="Comma-separated stages to run (default all): ingest, train, poison, attack, extract, scan, results.")] = None,
+    stages: Annotated[str | None, typer.Option("--stages", help="Comma-separated stages to run (default all): ingest, train, poison, attack, extract, scan, results, evaluate, a3detect.")] = None,
     force: Annotated[list[str] | None, typer.Option("--force", help="Recompute this stage even when its outputs are current; repeatable.")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Shortcut for --set data.source=...")] = None,
     data_root: Annotated[str | None, typer.Option("--data-root", help="Shortcut for --set execution.data_root=...")] = None,
@@ -169,7 +169,8 @@ def run_command(
     threads: Annotated[int | None, typer.Option("--threads", help="Shortcut for --set execution.threads=...")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bars (the log reports progress either way).")] = None,
 ) -> None:
-    """Run a setup: ingest -> train -> poison -> attack -> extract -> scan -> results."""
+    """Run a setup: ingest -> train -> poison -> attack -> extract -> scan -> results (->
+    evaluate -> a3detect when enabled)."""
     spec = resolve_spec(setup, sets, source=source, data_root=data_root, run_id=run_id, seed=seed,
                         dask_address=dask_address, n_workers=n_workers, device=device,
                         threads=threads, progress=progress)
@@ -230,7 +231,10 @@ def print_results(spec: Any, out: dict[str, Any]) -> None:
                       f"{tr['autoencoder'].get('test_loss', float('nan')):.4f}, classifier test "
                       f"accuracy {tr['classifier'].get('test_accuracy', float('nan')):.4f}")
     res = out.get("results")
+    a3 = (out.get("a3detect") or {}).get("table")
     if not res:
+        if a3:
+            print_a3_adversarial(a3)
         return
     for ae, rows in res.get("by_autoencoder", {"autoencoder": res["auroc"]}).items():
         attacks = [k for k in (rows[0] if rows else {}) if k != "layer"]
@@ -243,12 +247,32 @@ def print_results(spec: Any, out: dict[str, Any]) -> None:
         for row in rows:
             table.add_row(row["layer"], *(f"{row[a]:.3f}" for a in attacks))
         console.print(table)
+    if a3:
+        print_a3_adversarial(a3)
     console.print("[bold]Tables[/bold]")
     for k, v in res["tables"].items():
         console.print(f"  {k}: {v}", highlight=False)
     console.print("[bold]Stores[/bold]")
     for k, v in res["stores"].items():
         console.print(f"  {k}: {v}", highlight=False)
+
+
+def print_a3_adversarial(rows: list[dict[str, Any]]) -> None:
+    """Print the a3detect stage's table: A^3 as an adversarial-input detector per autoencoder
+    and attack (AUROC with its 95% DeLong interval, AP, counts, fit seconds)."""
+    from rich.table import Table
+
+    table = Table(title="A^3 alarm network as an adversarial-input detector, clean vs noised",
+                  min_width=60)
+    for col in ("autoencoder", "attack", "AUROC [95% CI]", "AP", "clean", "noised", "fit s"):
+        table.add_column(col, justify="left" if col in ("autoencoder", "attack") else "right",
+                         no_wrap=col != "autoencoder")
+    for r in rows:
+        table.add_row(str(r["autoencoder"]), str(r["attack"]),
+                      f"{r['auroc']:.3f} [{r['auroc_low']:.3f}, {r['auroc_high']:.3f}]",
+                      f"{r['ap']:.3f}", str(r["n_clean"]), str(r["n_noised"]),
+                      f"{r['fit_seconds']:.1f}")
+    _console().print(table)
 
 
 def _wide_auroc(table: Any, autoencoder: str) -> list[dict[str, Any]]:
@@ -265,6 +289,8 @@ def results_command(setup: SetupOpt = "embedded-mnist", sets: SetOpt = None,
     """Print the AUROC table of a finished run of a setup (from its Parquet tables)."""
     spec = resolve_spec(setup, sets, data_root=data_root, run_id=run_id)
     from storage.catalog import RunCatalog
+    from storage.fs import exists
+    from storage.paths import join
     from storage.tables import read_table
 
     cat = RunCatalog.for_run(spec.run_id, spec.execution.data_root)
@@ -274,9 +300,16 @@ def results_command(setup: SetupOpt = "embedded-mnist", sets: SetOpt = None,
         fail(f"run {spec.run_id!r} has no AUROC table at {cat.table('auroc')}: run it first "
              f"(actscan run --setup {spec.setup})")
     by_ae = {ae: _wide_auroc(table, ae) for ae in sorted(set(table["autoencoder"]))}
-    print_results(spec, {"results": {"auroc": by_ae.get("autoencoder", []), "by_autoencoder": by_ae,
-                                     "tables": {"auroc": cat.table("auroc"), "scores": cat.table("scores")},
-                                     "stores": {"activations": cat.activations}}})
+    tables = {"auroc": cat.table("auroc"), "scores": cat.table("scores")}
+    out: dict[str, Any] = {}
+    a3_url = join(cat.run_dir, "tables", "a3_adversarial.parquet")
+    if exists(a3_url):
+        a3 = read_table(a3_url)
+        out["a3detect"] = {"table": a3.to_dict(orient="records")}
+        tables["a3_adversarial"] = a3_url
+    print_results(spec, {**out, "results": {"auroc": by_ae.get("autoencoder", []),
+                                            "by_autoencoder": by_ae, "tables": tables,
+                                            "stores": {"activations": cat.activations}}})
 
 
 @app.command("paper", hidden=True)

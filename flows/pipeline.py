@@ -1,6 +1,6 @@
 """The pipeline: one flow for every setup (composition only).
 
-    ingest -> train -> poison -> attack -> extract -> scan -> results -> evaluate
+    ingest -> train -> poison -> attack -> extract -> scan -> results -> evaluate -> a3detect
 
 ``pipeline_flow`` takes a setup name (a shipped preset or a YAML path) plus dotted overrides -
 what a deployment's parameters are - or a whole :class:`~tasks.spec.RunSpec`; checks the spec
@@ -59,6 +59,12 @@ def _publish(spec: RunSpec, out: dict[str, Any]) -> None:
         lines = [f"- **{k}**: `{v}`" for k, v in {**res["tables"], **res["stores"]}.items()]
         create_markdown_artifact(key=artifact_key(run, "outputs"), markdown="\n".join(lines),
                                  description="Where the run's tables and stores are")
+    a3 = out.get("a3detect")
+    if a3 and a3.get("table"):
+        create_table_artifact(
+            key=artifact_key(run, "a3-adversarial"), table=a3["table"],
+            description="A^3 alarm network as an adversarial-input detector: AUROC [95% DeLong "
+                        f"interval] and AP per autoencoder and attack ({a3['tables']['a3_adversarial']})")
 
 
 @task(name="report", retries=0, cache_policy=NO_CACHE)
@@ -106,6 +112,6 @@ def pipeline_flow(setup: str = DEFAULT_SETUP, overrides: dict[str, Any] | None =
         if name == "ingest":
             check_protocol(s)  # the record sets fit the data before any model trains
     _publish(s, out)
-    if s.execution.report and "results" in chosen:
+    if s.execution.report and {"results", "evaluate", "a3detect"} & set(chosen):
         report_task(s, cat.run_dir)
     return out

@@ -42,10 +42,11 @@ CLEAN = "clean"
 MAIN_AUTOENCODER = "autoencoder"
 #: the run's own tables read by the report (``runs/<run>/tables/<name>.parquet``)
 RUN_TABLES = ("attacks", "auroc", "scores", "training", "table1", "table2", "group_auroc",
-              "record_subsets")
+              "record_subsets", "a3_adversarial")
 #: the A^3 experiments' table (``runs/a3/tables/a3_results.parquet``), shared by every run
 A3_TABLE = "a3_results"
-STAGE_ORDER = ("ingest", "train", "poison", "attack", "extract", "scan", "results", "evaluate")
+STAGE_ORDER = ("ingest", "train", "poison", "attack", "extract", "scan", "results", "evaluate",
+               "a3detect")
 TOP_LAYERS = ("conv2d_1", "recon_error")
 ROC_LAYERS = ("conv2d_1", "max_pool_1", "conv2d_7", "recon_error")
 TOP_N = 20
@@ -56,6 +57,7 @@ TABLE_TITLES = {
     "attacks": "attack table", "auroc": "per-layer AUROC table", "scores": "scores table",
     "training": "training table", "table1": "paper Table 1", "table2": "paper Table 2",
     "group_auroc": "group-scan AUROC table", "record_subsets": "record subsets table",
+    "a3_adversarial": "A^3 adversarial-detection table",
     A3_TABLE: "A^3 results table",
 }
 
@@ -655,7 +657,36 @@ def section_paper(data: RunData) -> Html:
                 df[c] = df[c].astype(object).where(df[c].notna(), "–")
         parts.append(_wide_table(df, by, ci=True))
     parts.append(_note("Cells: AUROC [95% interval], clean negative, noised positive."))
+    parts += _a3_adversarial_parts(data)
     return _section("paper", "Paper tables", *parts)
+
+
+def _a3_adversarial_parts(data: RunData) -> list[Any]:
+    """The a3detect stage's table (only when the run has one): AUROC [95% DeLong interval]
+    and AP of A^3's alarm network per autoencoder and attack."""
+    name = "a3_adversarial"
+    if name not in data.tables and name not in data.unreadable:
+        return []
+    parts: list[Any] = [_tag("h3", "A^3 alarm network as an adversarial-input detector")]
+    if (note := _absent(data, name)) is not None:
+        return [*parts, note]
+    df = data.tables[name]
+    if (note := _missing_cols(df, ["autoencoder", "attack", "auroc", "ap"], name, data)) is not None:
+        return [*parts, note]
+    by = [c for c in ("autoencoder", "detector") if c in df.columns]
+    parts.append(_wide_table(df, by, ci=True))
+    parts.append(_tag("h3", "A^3 alarm network: average precision"))
+    parts.append(_wide_table(df.assign(auroc=df["ap"]).drop(
+        columns=["auroc_low", "auroc_high"], errors="ignore"), by))
+    secs = ""
+    if "fit_seconds" in df.columns:
+        secs = " Fit seconds: " + ", ".join(
+            f"{ae} {fmt_num(s, 'sec')}" for ae, s in
+            df.groupby("autoencoder", sort=True)["fit_seconds"].first().items()) + "."
+    parts.append(_note("Target: the autoencoder (frozen); alarm trained on the background "
+                       "images against Gaussian-noise counterexamples; clean negative, noised "
+                       "positive." + secs))
+    return parts
 
 
 def section_a3(data: RunData) -> Html:

@@ -5,6 +5,10 @@ autoencoder, layer, detector, score function, tail and attack); ``eval_scores.pa
 the per-record scores every AUROC is computed from (and every figure is drawn from);
 ``group_scan.parquet`` / ``group_auroc.parquet`` the group-scan experiment;
 ``record_subsets.parquet`` each record's most anomalous node subset S*.
+
+The ``a3detect`` stage (after ``evaluate``, keyed on its own) writes ``a3_adversarial.parquet``
+(:data:`A3_ADVERSARIAL_SCHEMA`: A^3's alarm network as an adversarial-input detector, one row
+per autoencoder and attack) and ``a3_adversarial_scores.parquet`` (its per-record scores).
 """
 
 from __future__ import annotations
@@ -96,5 +100,36 @@ RECORD_SUBSETS_SCHEMA = pa.schema([
     ("subset_size", pa.int64()),        # |S*| == len(nodes)
     ("nodes", pa.list_(pa.int32())),    # S*: node indices, ascending (flattened C, H, W order)
 ])
+
+A3_ADVERSARIAL_SCHEMA = pa.schema([
+    ("run_id", pa.string()),
+    ("dataset", pa.string()),           # data.dataset
+    ("protocol", pa.string()),          # spec.setup
+    ("autoencoder", pa.string()),       # the frozen target: "autoencoder" or a poisoned one
+    ("attack", pa.string()),            # the noised record set (positives)
+    ("detector", pa.string()),          # "a3"
+    ("auroc", pa.float64()),            # clean negative, noised positive, ties 1/2
+    ("auroc_low", pa.float64()),        # bounds of the two-sided 95% DeLong interval
+    ("auroc_high", pa.float64()),
+    ("ci_method", pa.string()),         # delong
+    ("ap", pa.float64()),               # average precision, noised positive
+    ("n_clean", pa.int64()),
+    ("n_noised", pa.int64()),
+    ("params", pa.string()),            # JSON: the resolved alarm settings and its input
+    ("fit_seconds", pa.float64()),      # wall time of the alarm's training (one per autoencoder)
+    ("train_loss", pa.float64()),       # the alarm's training loss in its last epoch
+])
+
+A3_ADVERSARIAL_SCORES_SCHEMA = pa.schema([
+    ("run_id", pa.string()),
+    ("autoencoder", pa.string()),
+    ("detector", pa.string()),          # "a3"
+    ("record_set", pa.string()),        # "clean" or an attack
+    ("record", pa.int64()),             # row within the record set (activation-store order)
+    ("dataset_index", pa.int64()),      # data-set row of the (original) image
+    ("score", pa.float64()),            # the alarm's probability of "anomaly"
+])
+
+A3_TABLES = ("a3_adversarial", "a3_adversarial_scores")
 
 EVAL_TABLES = ("table1", "table2", "eval_scores", "group_scan", "group_auroc", "record_subsets")

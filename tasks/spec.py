@@ -9,6 +9,7 @@ A run is described by a :class:`RunSpec` with nested sections a reader can find:
     extraction  layers, dtype, chunking of the activation stores
     scan        score function, alpha_max, tail, layers to scan
     evaluation  the paper's extra tables: statistics, tails, baselines, combined and group scans
+    a3detect    A^3's alarm network on the autoencoder as an adversarial-input detector
     execution   device, threads, Dask address, data root, progress: where and how, never what
 
 Presets are YAML files shipped in ``tasks/setups/`` (``embedded-mnist``, ``paper-mnist``,
@@ -245,6 +246,30 @@ class EvaluationSpec(_Section):
     n_boot: int = Field(2000, ge=100)
 
 
+class A3DetectSpec(_Section):
+    """A^3 (Activation Anomaly Analysis) as an adversarial-input detector: an alarm network on
+    every hidden ReLU activation of the run's frozen autoencoder, trained on the background
+    images (normal, label 0) against Gaussian-noise counterexamples N(0.5, 1), scoring the
+    clean images and each attack's noised images (stage ``a3detect``, after ``evaluate``).
+    Defaults are the A^3 paper's alarm settings except ``epochs`` (paper 60)."""
+
+    enabled: bool = Field(False, description="Run the a3detect stage (table a3_adversarial).")
+    epochs: int = Field(10, ge=1, description="Alarm training epochs over the background images (the A^3 paper: 60; 10 here for the budget: about 2.5 min per autoencoder on the 7000 background images of the paper presets, one CPU thread).")
+    mu: float = Field(0.1, ge=0, description="Weight of the counterexample term of the loss (A^3 paper 0.1).")
+    lr: float = Field(1e-5, gt=0, description="Adam learning rate of the alarm (A^3 paper 1e-5).")
+    batch_size: int = Field(256, ge=1, description="Records per alarm batch (A^3 paper 256).")
+    alarm_hidden: list[int] = Field(default_factory=lambda: [1000, 500, 200, 75], min_length=1,
+                                    description="Widths of the alarm's dense ReLU layers (dropout 0.1 before its one output unit).")
+    seed: int | None = Field(None, description="Seed of the alarm's initialisation, batch order, counterexamples and dropout (None: the run's seed).")
+
+    @field_validator("alarm_hidden")
+    @classmethod
+    def _widths(cls, v: list[int]) -> list[int]:
+        if any(h < 1 for h in v):
+            raise ValueError(f"every width must be >= 1, got {v}")
+        return v
+
+
 class ExecutionSpec(_Section):
     """Where and how a run executes; never part of a cache key."""
 
@@ -270,6 +295,7 @@ class RunSpec(_Section):
     extraction: ExtractionSpec = Field(default_factory=ExtractionSpec)
     scan: ScanSpec = Field(default_factory=ScanSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    a3detect: A3DetectSpec = Field(default_factory=A3DetectSpec)
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
 
     @field_validator("run_id")
@@ -303,6 +329,9 @@ class RunSpec(_Section):
         if self.extraction.model == "classifier" and self.evaluation.enabled:
             raise ValueError("evaluation.enabled: the paper's tables need extraction.model = "
                              "autoencoder (reconstruction error, the paper's layers)")
+        if self.extraction.model == "classifier" and self.a3detect.enabled:
+            raise ValueError("a3detect.enabled: A^3's target is the autoencoder; it needs "
+                             "extraction.model = autoencoder")
         return self
 
     # -- helpers ----------------------------------------------------------------------

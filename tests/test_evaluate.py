@@ -5,6 +5,7 @@ functions on synthetic arrays (planted anomalies, order invariance)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import numpy as np
@@ -328,3 +329,188 @@ def test_a_second_run_skips(evaluated) -> None:
     again = evaluate.run(spec, cat)
     assert again["skipped"] and again["tables"] == out["tables"]
     pd.testing.assert_frame_equal(read_table(out["tables"]["table1"]), t["table1"])
+
+
+# ------------------------------------------------------------- the a3detect stage (A^3 alarm)
+A3 = ["a3detect.enabled=true", "a3detect.epochs=3", "a3detect.batch_size=32",
+      "execution.report=false"]
+A3_TABLES = ("a3_adversarial", "a3_adversarial_scores")
+
+
+def _a3_spec(root: str, *more: str):
+    return load_setup("embedded-mnist", [*TINY, *EVAL, f"execution.data_root={root}",
+                                         "run_id=tiny-eval", *A3, *more])
+
+
+@pytest.fixture(scope="module")
+def a3detected(evaluated):
+    """The evaluated run with a3detect turned on afterwards, through the pipeline flow."""
+    from pathlib import Path
+
+    from flows.pipeline import pipeline_flow
+
+    _, cat, upstream, out, _ = evaluated
+    draw = evaluate_figures_present(out)
+    tables = {n: Path(u).stat().st_mtime_ns for n, u in out["tables"].items()}
+    record = Path(cat.stage_record("evaluate")).read_text()
+    spec = _a3_spec(cat.data_root)
+    ran = pipeline_flow(spec=spec, stages=["evaluate", "a3detect"])
+    after = {n: Path(u).stat().st_mtime_ns for n, u in out["tables"].items()}
+    a3 = {n: read_table(u) for n, u in ran["a3detect"]["tables"].items()}
+    return spec, cat, upstream, ran, (draw, tables == after,
+                                      record == Path(cat.stage_record("evaluate")).read_text()), a3
+
+
+def evaluate_figures_present(out) -> bool:
+    from pathlib import Path
+
+    return all(Path(p).exists() for p in out["figures"])
+
+
+def test_a3detect_on_a_finished_run_leaves_evaluate_alone(a3detected) -> None:
+    from flows.pipeline import pipeline_flow
+
+    spec, _, _, ran, (drawn, tables_same, record_same), _ = a3detected
+    assert drawn  # (else evaluate would redraw the figures and rewrite its record)
+    assert ran["evaluate"]["skipped"] and not ran["evaluate"].get("redrawn")
+    assert not ran["a3detect"].get("skipped")
+    assert tables_same and record_same  # evaluate's tables and stage record untouched
+    again = pipeline_flow(spec=spec, stages=["evaluate", "a3detect"])
+    assert again["evaluate"]["skipped"] and again["a3detect"]["skipped"]
+    assert again["a3detect"]["tables"] == ran["a3detect"]["tables"]
+    assert len(ran["a3detect"]["fits"]["autoencoder"]["loss_per_epoch"]) == 3
+
+    async def artifact_keys():
+        from prefect.client.orchestration import get_client
+
+        async with get_client() as client:
+            return {a.key for a in await client.read_artifacts()}
+
+    assert "tiny-eval-a3-adversarial" in asyncio.run(artifact_keys())
+
+
+def test_a3detect_table_has_every_cell_and_its_interval(a3detected) -> None:
+    from tasks.models.conv_autoencoder import A3_CONV_HIDDEN
+
+    spec, _, upstream, ran, _, t = a3detected
+    tab = t["a3_adversarial"]
+    attacks = ["fgsm", "bim"]
+    assert sorted(zip(tab["autoencoder"], tab["attack"], strict=True)) == sorted(
+        ("autoencoder", a) for a in attacks)
+    n_noised = {a: upstream["attack"]["attacks"][a]["n_success"] for a in attacks}
+    assert (tab["n_clean"] == 30).all() and (tab["n_noised"] == tab["attack"].map(n_noised)).all()
+    assert (tab["detector"] == "a3").all() and (tab["ci_method"] == "delong").all()
+    assert (tab["run_id"] == "tiny-eval").all() and (tab["dataset"] == "mnist-embedded").all()
+    for c in ("auroc", "auroc_low", "auroc_high", "ap"):
+        assert tab[c].between(0, 1).all(), tab[c]
+    assert ((tab["auroc_low"] <= tab["auroc"]) & (tab["auroc"] <= tab["auroc_high"])).all()
+    assert (tab["fit_seconds"] > 0).all() and np.isfinite(tab["train_loss"]).all()
+    for p in tab["params"].map(json.loads):
+        assert p["target"] == "autoencoder" and p["epochs"] == 3 and p["batch_size"] == 32
+        assert p["mu"] == 0.1 and p["lr"] == 1e-5 and p["seed"] == spec.seed
+        assert p["alarm_hidden"] == [1000, 500, 200, 75] and p["alarm_dropout"] == 0.1
+        assert p["n_train"] == 60 and p["train_records"] == "background"
+        # every hidden ReLU activation of the conv autoencoder (A^3's six layers)
+        assert p["layers"] == list(A3_CONV_HIDDEN) and p["n_activations"] == 7432
+    # the per-record scores reproduce every AUROC; the records are the evaluate stage's
+    s = t["a3_adversarial_scores"]
+    ev = read_table(ran["evaluate"]["tables"]["eval_scores"])
+    for att, row in tab.set_index("attack").iterrows():
+        assert auroc(s.loc[s["record_set"] == "clean", "score"],
+                     s.loc[s["record_set"] == att, "score"]) == pytest.approx(row["auroc"])
+        for name in ("clean", att):
+            mine = s[s["record_set"] == name].sort_values("record")
+            theirs = ev[(ev["record_set"] == name) & (ev["detector"] == "mean_recon")]
+            np.testing.assert_array_equal(mine["dataset_index"],
+                                          theirs.sort_values("record")["dataset_index"])
+    assert ran["a3detect"]["rows"] == {"a3_adversarial": 2, "a3_adversarial_scores": len(s)}
+
+
+def test_a3detect_same_seed_same_table(a3detected) -> None:
+    from tasks.stages import a3detect
+
+    spec, cat, _, _, _, t = a3detected
+    again = a3detect.run(spec, cat, force=True)
+    assert not again.get("skipped")
+    pd.testing.assert_frame_equal(
+        read_table(again["tables"]["a3_adversarial"]).drop(columns="fit_seconds"),
+        t["a3_adversarial"].drop(columns="fit_seconds"))
+    pd.testing.assert_frame_equal(read_table(again["tables"]["a3_adversarial_scores"]),
+                                  t["a3_adversarial_scores"])
+    key = a3detect.stage_key(spec, cat)[0]
+    assert a3detect.stage_key(_a3_spec(cat.data_root, "a3detect.seed=7"), cat)[0] != key
+    # nothing of evaluation is in the key (and a3detect is nothing of evaluate's)
+    assert a3detect.stage_key(_a3_spec(cat.data_root, "evaluation.lid_k=7"), cat)[0] == key
+
+
+def test_a3detect_planted_strong_noise_beats_chance(a3detected, tmp_path) -> None:
+    """Images with strong additive noise, stored as an attack, score far above the clean ones
+    (the stage's worker function, the run's autoencoder and data set)."""
+    from storage.attack_store import write_attack
+    from storage.datasets import open_dataset
+    from tasks.stages.a3detect import a3_task, adversarial_table, alarm_params
+    from tasks.stages.common import dataset_version, record_rows, take_rows
+
+    spec, cat, _, _, _, _ = a3detected
+    ds = open_dataset(cat.data_root, spec.data.dataset, dataset_version(spec))
+    rows = record_rows(spec, ds)
+    pool = rows["pool"][:30]
+    x = take_rows(ds, "X", pool)
+    noisy = np.clip(x + np.random.default_rng(0).normal(0, 0.4, x.shape), 0, 1).astype(np.float32)
+    n = len(pool)
+    store = str(tmp_path / "attacks.zarr")
+    write_attack(store, "planted", {"x_adv": noisy, "index": pool,
+                                    "pred_clean": np.zeros(n, np.int64),
+                                    "pred_adv": np.ones(n, np.int64),
+                                    "linf": np.zeros(n, np.float32),
+                                    "l2": np.zeros(n, np.float32)}, {"key": "planted"})
+    # the tiny run's settings give the alarm 6 steps at lr 1e-5 (AUROC ~0.3 here: untrained);
+    # here it trains 10 at 1e-3
+    params = {**alarm_params(spec), "epochs": 5, "lr": 1e-3}
+    scores, info = a3_task(cat.model("autoencoder"), ds.url, store, rows["background"],
+                           rows["clean"], ["planted"], None, params, threads=1)
+    assert info["epochs_run"] == 5 and info["n_train"] == 60
+    tab = adversarial_table(scores.assign(autoencoder="autoencoder"), ["planted"])
+    assert tab["auroc"].item() > 0.9 and tab["auroc_low"].item() > 0.5, tab
+
+
+def test_a3detect_tables_reach_query_report_and_results(a3detected) -> None:
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from actscan.cli import app
+    from storage.query import discover_tables, run_query
+    from tasks.report import build_report
+
+    spec, cat, _, _, _, _ = a3detected
+    assert set(A3_TABLES) <= {i.name for i in discover_tables(cat.data_root)}
+    got = run_query("SELECT count(*) AS n FROM a3_adversarial WHERE auroc >= 0", cat.data_root)
+    assert got.column("n").to_pylist() == [2]
+    out = build_report(cat.data_root, spec.run_id, spec.setup, figures=False)
+    assert "A^3 alarm network as an adversarial-input detector" in Path(out.path).read_text()
+    assert "a3_adversarial" in out.summary["tables"]
+    res = CliRunner().invoke(app, ["results", "--run-id", spec.run_id, "--data-root",
+                                   cat.data_root, *[a for s in (*TINY, *EVAL) for a in ("--set", s)]])
+    assert res.exit_code == 0, res.output
+    assert "A^3 alarm network as an adversarial-input detector" in res.output
+
+
+def test_a3detect_off_by_default_on_in_the_paper_presets(tmp_path) -> None:
+    from tasks.spec import SpecError
+    from tasks.stages import a3detect
+
+    spec = load_setup("embedded-mnist", [f"execution.data_root={tmp_path / 'none'}"])
+    assert not spec.a3detect.enabled  # the default setup (make run) does not pay for it
+    out = a3detect.run(spec, RunCatalog.for_run(spec.run_id, spec.execution.data_root))
+    assert out["skipped"] and "enabled" in out["reason"]
+    assert not (tmp_path / "none").exists()
+    for preset in ("paper-mnist", "paper-fashion-mnist", "paper-mnist-matched",
+                   "paper-fashion-mnist-matched"):
+        a = load_setup(preset).a3detect
+        assert a.enabled and (a.epochs, a.mu, a.lr, a.batch_size, a.alarm_hidden, a.seed) == (
+            10, 0.1, 1e-5, 256, [1000, 500, 200, 75], None)
+    with pytest.raises(SpecError, match="a3detect"):
+        load_setup("embedded-mnist", ["a3detect.enabled=true", "extraction.model=classifier"])
+    with pytest.raises(SpecError, match=r"a3detect\.epochs"):
+        load_setup("embedded-mnist", ["a3detect.epochs=0"])

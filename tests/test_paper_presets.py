@@ -38,7 +38,8 @@ TINY = ["models.autoencoder.epochs=1", "models.classifier.epochs=2", "protocol.b
         "attacks.bim.eps_step=0.1", "attacks.bim.max_iter=3", "attacks.deepfool.epsilon=0.02",
         "attacks.deepfool.max_iter=5", "attacks.deepfool.limit=12", "attacks.batch_size=16",
         "models.poison.fractions=[0.05, 0.1]", "extraction.chunk_rows=16", "extraction.dtype=float16",
-        "execution.n_workers=2", "evaluation.enabled=false"]  # evaluate: tests/test_evaluate.py
+        "execution.n_workers=2", "evaluation.enabled=false",  # evaluate: tests/test_evaluate.py
+        "a3detect.epochs=1", "a3detect.batch_size=64"]  # more of a3detect: tests/test_evaluate.py
 
 
 def test_paper_fashion_preset_every_stage(prefect_api, tiny_source, tmp_path) -> None:
@@ -76,6 +77,14 @@ def test_paper_fashion_preset_every_stage(prefect_api, tiny_source, tmp_path) ->
     auroc = read_table(cat.table("auroc"))
     assert len(auroc) == 14 * 3 + 14 * 2  # clean AE: 3 attacks; each poisoned AE: BIM
     assert set(out["results"]["by_autoencoder"]) == set(scores["autoencoder"])
+    # A^3 as an adversarial-input detector (on in the paper presets): every autoencoder is a
+    # target and scores every attack's noised images against the clean ones.
+    a3 = read_table(out["a3detect"]["tables"]["a3_adversarial"])
+    assert sorted(zip(a3["autoencoder"], a3["attack"], strict=True)) == sorted(
+        (ae, a) for ae in scores["autoencoder"].unique() for a in ("fgsm", "bim", "deepfool"))
+    assert (a3["n_clean"] == 20).all() and a3["auroc"].between(0, 1).all()
+    n_noised = {a: acts["autoencoder"][a]["index"].shape[0] for a in ("fgsm", "bim", "deepfool")}
+    assert (a3["n_noised"] == a3["attack"].map(n_noised)).all()
     # Extending the autoencoder's training resumes its saved state, and stages downstream re-run.
     longer = load_setup("paper-fashion-mnist", [*TINY, f"data.source={tiny_source}",
                                                 f"execution.data_root={root}",

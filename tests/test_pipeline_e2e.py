@@ -32,7 +32,8 @@ TINY = ["data.n_records=300", "models.autoencoder.epochs=2", "models.classifier.
         "attacks.bim.eps=0.3", "attacks.bim.eps_step=0.06", "attacks.bim.max_iter=5",
         "extraction.chunk_rows=10", "execution.n_workers=2", "execution.progress=false",
         "execution.report=false"]
-ALL = ("ingest", "train", "poison", "attack", "extract", "scan", "results", "evaluate")
+ALL = ("ingest", "train", "poison", "attack", "extract", "scan", "results", "evaluate",
+       "a3detect")
 
 
 def tiny(root: str, run_id: str = "tiny", *more: str):

@@ -11,5 +11,7 @@ cols="dataset, protocol, autoencoder, attack, layer, detector, coalesce(score_fn
   --data-root "$root" --format csv --output docs/results/subset_scan_table2.csv
 .venv/bin/actscan query "select run_id, autoencoder, layer, attack, score_fn, proportion, n_sets, round(auroc, 4) as auroc, round(auroc_low, 4) as auroc_low, round(auroc_high, 4) as auroc_high, round(mean_score, 2) as mean_score, round(mean_precision, 3) as mean_precision from group_auroc order by run_id, layer, attack, proportion" \
   --data-root "$root" --format csv --output docs/results/subset_scan_group.csv
+.venv/bin/actscan query "select run_id, dataset, protocol, autoencoder, attack, detector, round(auroc, 4) as auroc, round(auroc_low, 4) as auroc_low, round(auroc_high, 4) as auroc_high, round(ap, 4) as ap, n_clean, n_noised, round(fit_seconds, 1) as fit_seconds, round(train_loss, 6) as train_loss from a3_adversarial order by run_id, autoencoder, attack" \
+  --data-root "$root" --format csv --output docs/results/a3_adversarial.csv
 .venv/bin/actscan query "select run_id, attack, params, n_attempted, n_success, round(success_rate, 4) as success_rate, round(linf_mean, 4) as linf_mean, round(l2_mean, 4) as l2_mean from attacks order by run_id, attack" \
   --data-root "$root" --format csv --output docs/results/subset_scan_attacks.csv

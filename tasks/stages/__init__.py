@@ -1,6 +1,6 @@
 """The pipeline's stages, in order; each a module with ``run(spec, catalog, force=False)``.
 
-    ingest -> train -> poison -> attack -> extract -> scan -> results -> evaluate
+    ingest -> train -> poison -> attack -> extract -> scan -> results -> evaluate -> a3detect
 
 Every stage reads its inputs through ``storage``, calls the pure code of ``tasks.*`` and writes
 through ``storage``; none imports Prefect (flows/_prefect.py wraps them).
@@ -13,7 +13,7 @@ from importlib import import_module
 from typing import Any
 
 STAGES: tuple[str, ...] = ("ingest", "train", "poison", "attack", "extract", "scan", "results",
-                           "evaluate")
+                           "evaluate", "a3detect")
 
 
 def stage_function(name: str) -> Callable[..., dict[str, Any]]:
