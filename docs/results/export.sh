@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Writes the subset-scanning result CSVs of docs/results/ from the runs under a data root
-# (read-only queries through actscan's DuckDB sandbox). Usage: docs/results/export.sh DATA_ROOT
+# (read-only queries through actscan's DuckDB sandbox), and the two methods side by side
+# (actscan show methods). Usage: docs/results/export.sh DATA_ROOT [A3_DATA_ROOT]
 set -euo pipefail
 root=${1:?data root}
+a3root=${2:-$root}
 cd "$(dirname "$0")/../.."
 cols="dataset, protocol, autoencoder, attack, layer, detector, coalesce(score_fn, '') as score_fn, coalesce(tail, '') as tail, round(auroc, 4) as auroc, round(auroc_low, 4) as auroc_low, round(auroc_high, 4) as auroc_high, n_clean, n_noised"
 .venv/bin/actscan query "select $cols from table1 order by dataset, protocol, autoencoder, attack, layer_index, detector, score_fn, tail" \
@@ -15,3 +17,5 @@ cols="dataset, protocol, autoencoder, attack, layer, detector, coalesce(score_fn
   --data-root "$root" --format csv --output docs/results/a3_adversarial.csv
 .venv/bin/actscan query "select run_id, attack, params, n_attempted, n_success, round(success_rate, 4) as success_rate, round(linf_mean, 4) as linf_mean, round(l2_mean, 4) as l2_mean from attacks order by run_id, attack" \
   --data-root "$root" --format csv --output docs/results/subset_scan_attacks.csv
+.venv/bin/actscan show methods --data-root "$root" --a3-root "$a3root" --format csv > docs/results/methods_comparison.csv.tmp
+mv docs/results/methods_comparison.csv.tmp docs/results/methods_comparison.csv
