@@ -25,6 +25,7 @@ from actscan.cli_show import (
     Block,
     ShowResult,
     _attack_key,
+    _in,
     _num,
     _sql_str,
     _tables,
@@ -38,11 +39,20 @@ COLUMNS = ["family", "dataset", "setting", "case", "method", "detail", "auroc", 
            "auroc_high", "auroc_std", "ap", "ap_std", "n"]
 
 
-def _adversarial(root: str, notes: list[str]) -> list[dict[str, Any]]:
+def _tables_if(root: str, name: str, left_out: str, maker: str,
+               notes: list[str]) -> dict[str, Any] | None:
+    """The tables under ``root`` when ``name`` has rows; else None and a note."""
     tables = _tables(root)
-    if "a3_adversarial" not in tables or not tables["a3_adversarial"].rows:
-        notes.append(f"no a3_adversarial table under {root}: the adversarial family is left out "
-                     "(make it: actscan run --setup paper-mnist-matched, stage a3detect)")
+    if name in tables and tables[name].rows:
+        return tables
+    notes.append(f"no {name} table under {root}: {left_out} left out (make it: {maker})")
+    return None
+
+
+def _adversarial(root: str, notes: list[str]) -> list[dict[str, Any]]:
+    tables = _tables_if(root, "a3_adversarial", "the adversarial family is",
+                        "actscan run --setup paper-mnist-matched, stage a3detect", notes)
+    if tables is None:
         return []
     got = run_query("select run_id, dataset, attack, auroc, auroc_low, auroc_high, ap, "
                     "n_clean, n_noised from a3_adversarial where autoencoder = 'autoencoder'",
@@ -55,7 +65,7 @@ def _adversarial(root: str, notes: list[str]) -> list[dict[str, Any]]:
                     "auroc": r["auroc"], "auroc_low": r["auroc_low"],
                     "auroc_high": r["auroc_high"], "auroc_std": None, "ap": r["ap"],
                     "ap_std": None, "n": f"{r['n_clean']}+{r['n_noised']}"})
-    in_runs = "(" + ", ".join(_sql_str(x) for x in runs) + ")"
+    in_runs = _in(runs)
     where = (f"autoencoder = 'autoencoder' and detector = {_sql_str(SCAN[0])} and score_fn = "
              f"{_sql_str(SCAN[1])} and tail = {_sql_str(SCAN[2])} and run_id in {in_runs}")
     for name, layer in (("table2", "recon_error"), ("table1", "conv2d_1")):
@@ -75,12 +85,10 @@ def _adversarial(root: str, notes: list[str]) -> list[dict[str, Any]]:
 
 
 def _anomalies(root: str, notes: list[str]) -> list[dict[str, Any]]:
-    tables = _tables(root)
-    if "a3_results" not in tables or not tables["a3_results"].rows:
-        notes.append(f"no a3_results table under {root}: the A^3 experiments are left out "
-                     "(make them: actscan a3 --experiments table3 --methods a3,subset_scan)")
+    if _tables_if(root, "a3_results", "the A^3 experiments are",
+                  "actscan a3 --experiments table3 --methods a3,subset_scan", notes) is None:
         return []
-    exps = "(" + ", ".join(_sql_str(e) for e in A3_EXPERIMENTS) + ")"
+    exps = _in(A3_EXPERIMENTS)
     q = ("select experiment, dataset, method, n_known, count(distinct seed) as seeds, "
          "avg(ap) as ap, stddev_samp(ap) as ap_std, avg(auroc) as auroc, "
          "stddev_samp(auroc) as auroc_std from a3_results where experiment in " + exps +
