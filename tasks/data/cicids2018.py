@@ -116,7 +116,6 @@ KEPT, INFINITE, NAN, MISSING_TS = 0, 1, 2, 3
 _FAMILY_OF_CLASS = np.asarray(
     family_index_of_classes(CICIDS2018_CLASSES, CICIDS2018_FAMILIES), dtype=np.int8
 )
-_CLASS_SET = pa.array(CICIDS2018_CLASSES)
 # CICFlowMeter never quotes: quote handling off makes the tokenizer faster; a quote in a
 # value then simply fails to parse as a number (an error naming row and column).
 _PARSE = pacsv.ParseOptions(quote_char=False, double_quote=False)
@@ -433,7 +432,7 @@ def _arrow_block(day: DayFile, data: Any, removed: int = 0) -> Block:
         for chunk in table.column(c).chunks:
             raw_t[j, pos : pos + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
             pos += len(chunk)
-    y = pc.index_in(table.column("Label"), value_set=_CLASS_SET)
+    y = pc.index_in(table.column("Label"), value_set=_class_set())
     if y.null_count:
         raise _ArrowFailure("unknown label")
     ts_col = table.column("Timestamp")
@@ -522,6 +521,13 @@ def _roles(header: tuple[str, ...]) -> np.ndarray:
     index = {c: j for j, c in enumerate(RAW_FEATURES)}
     special = {"Timestamp": kernels.TIMESTAMP, "Label": kernels.LABEL}
     return np.asarray([index.get(c, special.get(c, kernels.SKIP)) for c in header], np.int64)
+
+
+@functools.cache
+def _class_set() -> pa.Array:
+    """The class names as a pyarrow array (made on first use: ``pa.array`` of a list imports
+    pandas, 0.2-0.3 s, which the compiled parser's path never needs)."""
+    return pa.array(CICIDS2018_CLASSES, pa.string())
 
 
 @functools.lru_cache(maxsize=64)

@@ -66,24 +66,29 @@ def _load_u64(typingctx, arr, idx):  # type: ignore[no-untyped-def]
     return sig, codegen
 
 
-@intrinsic
-def _cttz(typingctx, x):  # type: ignore[no-untyped-def]
-    sig = types.uint64(types.uint64)
+def _bit_intrinsic(op: str):  # type: ignore[no-untyped-def]
+    """An intrinsic applying LLVM's ``op`` (cttz, ctlz, ctpop) to an integer as uint64."""
 
-    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 0))
+    def impl(typingctx, x):  # type: ignore[no-untyped-def]
+        if not isinstance(x, types.Integer):
+            return None
+        sig = types.uint64(x)
 
-    return sig, codegen
+        def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+            v = context.cast(builder, args[0], sig.args[0], types.uint64)
+            if op == "ctpop":
+                return builder.ctpop(v)
+            return getattr(builder, op)(v, ir.Constant(ir.IntType(1), 0))
+
+        return sig, codegen
+
+    impl.__name__ = f"_{op}"
+    return intrinsic(impl)
 
 
-@intrinsic
-def _ctlz(typingctx, x):  # type: ignore[no-untyped-def]
-    sig = types.uint64(types.uint64)
-
-    def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
-        return builder.ctlz(args[0], ir.Constant(ir.IntType(1), 0))
-
-    return sig, codegen
+_cttz = _bit_intrinsic("cttz")  # count trailing zeros (64 for 0)
+_ctlz = _bit_intrinsic("ctlz")  # count leading zeros
+_ctpop = _bit_intrinsic("ctpop")  # count set bits
 
 
 _HIGHS = np.uint64(0x8080808080808080)
@@ -367,6 +372,26 @@ def parse_rows(buf, n, header, roles, labels, label_ends, raw, y, ts, fallback, 
                 neg = buf[pos] == _MINUS
                 if neg:
                     pos += 1
+                x = _load_u64(buf, pos)
+                kd = _leading_digits(x)
+                if 0 < kd < 8:  # fast path: an integer of up to 7 digits (most fields)
+                    nxt = np.int64((x >> np.uint64(8 * kd)) & np.uint64(0xFF))
+                    if nxt == _COMMA or nxt == _NL or nxt == _CR:
+                        pos += kd
+                        f = np.float32(np.float64(_digits_value(x, kd)))
+                        if neg:
+                            f = -f
+                            if f < 0:
+                                row_neg[n_neg] = role
+                                n_neg += 1
+                        raw[k, role] = f
+                        if nxt == _COMMA:
+                            pos += 1
+                            field += 1
+                            continue
+                        if nxt == _CR and buf[pos + 1] != _NL:
+                            return STATUS_FALLBACK, k, lines, n_fb, headers
+                        break
                 pos, w, nd = _scan_digits(buf, pos, 0, 0)
                 q = 0
                 if buf[pos] == _DOT:
