@@ -249,3 +249,37 @@ def test_decimal_to_float64_is_correctly_rounded():
         else:
             assert got == want, (w, q, got, want)
     assert undecided < len(cases) // 20
+
+
+def test_reduction_and_scaling_kernels_match_numpy():
+    """train_minmax / value_counts / scale_rows == the numpy code they replace (min/max of the
+    train rows, np.unique counts, transform_raw's float32 subtract-then-divide and one-hot)."""
+    from tasks.data import cicids2018_kernels as kernels
+    from tasks.data.preprocess import MinMaxScaler, OneHotEncoder
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    raw = np.where(rng.random((n, 78)) < 0.4, 0, rng.lognormal(3, 3, (n, 78))).astype(np.float32)
+    raw[:, 5] *= -1
+    raw[:, ids.PROTOCOL_INDEX] = rng.choice(np.asarray([0, 6, 17, 2], np.float32), n)
+    train = rng.random(n) < 0.8
+    mn = np.full(78, np.inf, np.float32)
+    mx = np.full(78, -np.inf, np.float32)
+    assert kernels.train_minmax(raw, train, mn, mx) == train.sum()
+    np.testing.assert_array_equal(mn, raw[train].min(axis=0))
+    np.testing.assert_array_equal(mx, raw[train].max(axis=0))
+    values, counts = np.empty(8, np.float32), np.empty((8, 2), np.int64)
+    k = kernels.value_counts(raw[:, ids.PROTOCOL_INDEX], train, values, counts)
+    for col, mask in ((0, train), (1, ~train)):
+        v, c = np.unique(raw[mask, ids.PROTOCOL_INDEX], return_counts=True)
+        got = {float(values[j]): int(counts[j, col]) for j in range(k) if counts[j, col]}
+        assert got == dict(zip(v.tolist(), c.tolist(), strict=True))
+    assert kernels.value_counts(np.arange(10, dtype=np.float32), train, values, counts) == -1
+    scaler = MinMaxScaler().partial_fit(raw[train][:, ids.NUMERIC_INDEX])
+    enc = OneHotEncoder(["Protocol"])
+    enc.categories["Protocol"] = [0.0, 6.0, 17.0]
+    want = ids.transform_raw(raw, scaler, enc, False)
+    lo, scale = scaler.params32()
+    got = np.empty_like(want)
+    kernels.scale_rows(raw, ids.PROTOCOL_INDEX, lo, scale, np.asarray([0, 6, 17], np.float32), got)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))

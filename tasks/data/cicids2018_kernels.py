@@ -543,6 +543,29 @@ def train_minmax(raw, train, mn, mx):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(nogil=True, cache=True)
+def value_counts(col, train, values, counts):  # type: ignore[no-untyped-def]
+    """Distinct values of ``col`` (float32, no NaN) in order of first appearance into
+    ``values`` and their counts among train / other rows into ``counts`` (len(values), 2);
+    returns how many, or -1 when there are more than ``len(values)`` (the caller then counts
+    another way)."""
+    n_values = 0
+    for i in range(col.shape[0]):
+        v = col[i]
+        j = 0
+        while j < n_values and values[j] != v:
+            j += 1
+        if j == n_values:
+            if n_values == values.shape[0]:
+                return -1
+            values[j] = v
+            counts[j, 0] = 0
+            counts[j, 1] = 0
+            n_values += 1
+        counts[j, 0 if train[i] else 1] += 1
+    return n_values
+
+
+@nb.njit(nogil=True, cache=True)
 def scale_rows(raw, protocol, mn, scale, categories, out):  # type: ignore[no-untyped-def]
     """``out[i] = ((raw[i, numeric] - mn) / scale, raw[i, protocol] == categories)``: the
     arithmetic of :func:`tasks.data.cicids2018.transform_raw` (float32 subtract, then divide),
