@@ -369,10 +369,17 @@ def parse_rows(buf, n, header, roles, labels, label_ends, raw, y, ts, fallback, 
                 ok = False
             start = pos
             if role >= 0:  # a number
+                x = _load_u64(buf, pos)
+                d0 = np.int64(x & np.uint64(0xFF)) - 48
+                if (x & np.uint64(0xFF00)) == np.uint64(0x2C00) and 0 <= d0 <= 9:
+                    raw[k, role] = np.float32(d0)  # fastest path: one digit and a comma
+                    pos += 2
+                    field += 1
+                    continue
                 neg = buf[pos] == _MINUS
                 if neg:
                     pos += 1
-                x = _load_u64(buf, pos)
+                    x = _load_u64(buf, pos)
                 kd = _leading_digits(x)
                 if 0 < kd < 8:  # fast path: an integer of up to 7 digits (most fields)
                     nxt = np.int64((x >> np.uint64(8 * kd)) & np.uint64(0xFF))
