@@ -687,6 +687,12 @@ SCRATCH = "_scratch"
 # for a ratio within 3 % of it (1.10 vs 1.13 on the benchmark's synthetic features). The other
 # arrays keep the store default.
 X_CODEC = {"cname": "lz4", "clevel": 1, "shuffle": "bitshuffle"}
+#: ``X`` is compressed only when :data:`X_CODEC` makes it this many times smaller on
+#: :data:`X_PROBES` sample chunks (scaled float features of arbitrary mantissas compress little:
+#: 1.10x on the benchmark's synthetic data, where compressing cost ~1 CPU-s per 1.4 GB for
+#: 10 % of disk); below it, chunks are written uncompressed (faster to read back, too).
+X_MIN_RATIO = 1.25
+X_PROBES = 4
 
 
 def scratch_partition(scratch_url: str, index: int) -> str:
@@ -816,13 +822,15 @@ def reduce_block(scratch_url: str, index: int, offset: int, n: int, seed: int) -
             "protocols": counts}
 
 
-def combine_reductions(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Merge two :func:`reduce_block` results (``a`` holds the earlier rows)."""
-    protocols = dict(a["protocols"])
-    for k, c in b["protocols"].items():
-        protocols[k] = protocols.get(k, 0) + c
-    return {"min": np.minimum(a["min"], b["min"]), "max": np.maximum(a["max"], b["max"]),
-            "n_train": a["n_train"] + b["n_train"], "protocols": protocols}
+def combine_reductions(*parts: dict[str, Any]) -> dict[str, Any]:
+    """Merge :func:`reduce_block` results (given in row order)."""
+    protocols = dict(parts[0]["protocols"])
+    for p in parts[1:]:
+        for k, c in p["protocols"].items():
+            protocols[k] = protocols.get(k, 0) + c
+    return {"min": np.minimum.reduce([p["min"] for p in parts]),
+            "max": np.maximum.reduce([p["max"] for p in parts]),
+            "n_train": sum(p["n_train"] for p in parts), "protocols": protocols}
 
 
 @dataclass(frozen=True)
@@ -917,6 +925,47 @@ def write_chunks(store_url: str, layout: ChunkLayout, a: int, data: np.ndarray) 
     return n_chunks
 
 
+def _scaled_rows(scratch_url: str, a: int, b: int, pieces: Sequence[tuple[int, int, int, int, int]],
+                 scaler: MinMaxScaler, encoder: OneHotEncoder, y: np.ndarray | None = None,
+                 ts: np.ndarray | None = None, source: np.ndarray | None = None) -> np.ndarray:
+    """X of global rows [a, b) from the partitions (this thread's reusable buffer), filling
+    ``y``, ``ts`` and ``source`` when given."""
+    m = b - a
+    raw = _thread_array("raw", (m, _N_RAW), np.float32)
+    pos = 0
+    for index, n, lo, hi, source_index in pieces:
+        k = hi - lo
+        _read_partition(scratch_partition(scratch_url, index), n, lo, hi, raw[pos : pos + k],
+                        None if y is None else y[pos : pos + k],
+                        None if ts is None else ts[pos : pos + k])
+        if source is not None:
+            source[pos : pos + k] = source_index
+        pos += k
+    if pos != m:
+        raise RuntimeError(f"rows {a}..{b}: pieces cover {pos} rows, not {m}")
+    mn, scale = scaler.params32()
+    cats = np.asarray(encoder.categories["Protocol"], np.float32)
+    X = _thread_array("X", (m, len(NUMERIC) + len(cats)), np.float32)
+    kernels.scale_rows(raw, PROTOCOL_INDEX, mn, scale, cats, X)
+    return X
+
+
+def x_compression(scratch_url: str, samples: Sequence[tuple[int, int, Sequence[tuple[int, int, int, int, int]]]],
+                  scaler: MinMaxScaler, encoder: OneHotEncoder) -> tuple[int, int]:
+    """(bytes, bytes with :data:`X_CODEC`) of ``X`` for a few sample row ranges (a, b, pieces):
+    whether compressing ``X`` pays (worker task, before pass 3)."""
+    from numcodecs import Blosc
+
+    codec = Blosc(cname=X_CODEC["cname"], clevel=X_CODEC["clevel"],
+                  shuffle=_SHUFFLE[X_CODEC["shuffle"]])
+    size = packed = 0
+    for a, b, pieces in samples:
+        X = _scaled_rows(scratch_url, a, b, pieces, scaler, encoder)
+        size += X.nbytes
+        packed += len(codec.encode(X))
+    return size, packed
+
+
 def write_rows(store_url: str, scratch_url: str, a: int, b: int,
                pieces: Sequence[tuple[int, int, int, int, int]], seed: int, scaler: MinMaxScaler,
                encoder: OneHotEncoder, layouts: dict[str, ChunkLayout]) -> tuple[int, int, int]:
@@ -930,23 +979,10 @@ def write_rows(store_url: str, scratch_url: str, a: int, b: int,
     """
     m = b - a
     _keep_freed_buffers()
-    raw = _thread_array("raw", (m, _N_RAW), np.float32)
     y = np.empty(m, np.int8)
     ts = np.empty(m, np.int64)
     source = np.empty(m, np.int16)
-    pos = 0
-    for index, n, lo, hi, source_index in pieces:
-        k = hi - lo
-        _read_partition(scratch_partition(scratch_url, index), n, lo, hi, raw[pos : pos + k],
-                        y[pos : pos + k], ts[pos : pos + k])
-        source[pos : pos + k] = source_index
-        pos += k
-    if pos != m:
-        raise RuntimeError(f"rows {a}..{b}: pieces cover {pos} rows, not {m}")
-    mn, scale = scaler.params32()
-    cats = np.asarray(encoder.categories["Protocol"], np.float32)
-    X = _thread_array("X", (m, len(NUMERIC) + len(cats)), np.float32)
-    kernels.scale_rows(raw, PROTOCOL_INDEX, mn, scale, cats, X)
+    X = _scaled_rows(scratch_url, a, b, pieces, scaler, encoder, y, ts, source)
     n_chunks = write_chunks(store_url, layouts["X"], a, X)
     for name, arr in (("y", y.astype(np.int64)), ("split", split_codes(a, b, seed, DEFAULT_FRACTIONS)),
                       ("family", _FAMILY_OF_CLASS[y]), ("timestamp", ts), ("source", source)):
@@ -1118,15 +1154,20 @@ def _run_windowed(client: Any, fn: Callable[..., Any], jobs: Sequence[tuple[Any,
         raise errors[min(errors)]
 
 
-def _tree_reduce(client: Any, futures: list[Any]) -> dict[str, Any]:
-    """Combine :func:`reduce_block` futures pairwise on the cluster (a tree, order kept)."""
+def _tree_reduce(client: Any, futures: list[Any], fan_in: int = 8) -> dict[str, Any]:
+    """Combine :func:`reduce_block` futures on the cluster, ``fan_in`` at a time (a tree,
+    order kept)."""
     level = futures
     while len(level) > 1:
-        level = [client.submit(combine_reductions, level[k], level[k + 1], pure=False)
-                 if k + 1 < len(level) else level[k] for k in range(0, len(level), 2)]
+        level = [client.submit(combine_reductions, *level[k : k + fan_in], pure=False)
+                 if len(level[k : k + fan_in]) > 1 else level[k]
+                 for k in range(0, len(level), fan_in)]
     return level[0].result()  # type: ignore[no-any-return]
 
 
+#: Rows per pass-3 task (whole chunks): 8 chunks of 16,384 rows, ~42 MB of raw rows and as
+#: much of X per worker thread; fewer, larger tasks cost less scheduling.
+WRITE_ROWS = 1 << 17
 FINAL_ARRAYS = ("X", "y", "split", "family", "timestamp", "source")
 
 
@@ -1275,10 +1316,20 @@ def ingest_cicids2018(
         # ---- pass 3: chunk-aligned row ranges, region writes by the workers.
         from storage.zarr_io import blosc
 
-        w.create_array("X", shape=(n_rows, n_feat), dtype="float32", codec=blosc(**X_CODEC))
+        probe = [(a, min(a + chunk_rows, n_rows), _pieces(offsets, specs, a, min(a + chunk_rows, n_rows)))
+                 for a in sorted({chunk_rows * (n_rows * i // X_PROBES // chunk_rows)
+                                  for i in range(X_PROBES)})]
+        size, packed = cl.submit(x_compression, scratch_url, probe, scaler, encoder,
+                                 pure=False).result()
+        compress = size >= X_MIN_RATIO * packed
+        say(f"cicids2018: X compresses {size / max(packed, 1):.2f}x with Blosc "
+            f"{X_CODEC['cname']} on {len(probe)} sample chunks: "
+            f"{'compressed' if compress else 'stored uncompressed'}")
+        w.create_array("X", shape=(n_rows, n_feat), dtype="float32",
+                       codec=blosc(**X_CODEC) if compress else None, fast=not compress)
         w.set_rows(n_rows)
         layouts = {k: chunk_layout(w.group[k]) for k in FINAL_ARRAYS}
-        span = chunk_rows * max(1, (1 << 16) // chunk_rows)
+        span = chunk_rows * max(1, WRITE_ROWS // chunk_rows)
         jobs = [(w.tmp_url, scratch_url, a, min(a + span, n_rows),
                  _pieces(offsets, specs, a, min(a + span, n_rows)), seed, scaler, encoder, layouts)
                 for a in range(0, n_rows, span)]
