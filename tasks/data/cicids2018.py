@@ -1154,6 +1154,16 @@ def _run_windowed(client: Any, fn: Callable[..., Any], jobs: Sequence[tuple[Any,
         raise errors[min(errors)]
 
 
+@contextlib.contextmanager
+def _cancelling(client: Any, *groups: list[Any]) -> Iterator[None]:
+    """Cancel the futures of ``groups`` (lists that may still grow) when the block fails."""
+    try:
+        yield
+    except BaseException:
+        client.cancel([f for g in groups for f in g])
+        raise
+
+
 def _tree_reduce(client: Any, futures: list[Any], fan_in: int = 8) -> dict[str, Any]:
     """Combine :func:`reduce_block` futures on the cluster, ``fan_in`` at a time (a tree,
     order kept)."""
@@ -1287,7 +1297,8 @@ def ingest_cicids2018(
                                                 seed, pure=False))
                 known[0] += 1
 
-        try:
+        # On any failure no reduction, digest or write is left running on what is removed.
+        with _cancelling(cl, reductions, hashes):
             _run_windowed(cl, parse_to_scratch, [(s, scratch_url, i) for i, s in enumerate(specs)],
                           window, parsed, "ids-parse")
             for i in range(len(specs)):  # in file order, as the quality rows list them
@@ -1299,65 +1310,58 @@ def ingest_cicids2018(
             say(f"cicids2018: pass 1 parsed {n_rows} rows in {len(specs)} blocks in "
                 f"{time.perf_counter() - t0:.1f}s")
             red = _tree_reduce(cl, reductions) if reductions else None
-        except BaseException:  # no reduction or digest left reading what is being removed
-            cl.cancel(reductions + hashes)
-            raise
-        if red is None or red["n_train"] == 0:
-            raise DataFormatError(source, "no usable rows (every row dropped or no train rows)")
-        scaler = MinMaxScaler(min_=red["min"][NUMERIC_INDEX], max_=red["max"][NUMERIC_INDEX],
-                              n_seen=int(red["n_train"]))
-        protocol_counts: dict[tuple[float, bool], int] = red["protocols"]
-        encoder = OneHotEncoder(CATEGORICAL)
-        encoder.categories["Protocol"] = sorted({v for v, is_tr in protocol_counts if is_tr})
-        unseen = {_fmt(v): c for (v, is_tr), c in protocol_counts.items()
-                  if not is_tr and v not in encoder.categories["Protocol"]}
-        encoder.unseen = {"Protocol": unseen} if unseen else {}
-        n_feat = len(NUMERIC) + len(encoder.categories["Protocol"])
-        # ---- pass 3: chunk-aligned row ranges, region writes by the workers.
-        from storage.zarr_io import blosc
+            if red is None or red["n_train"] == 0:
+                raise DataFormatError(source, "no usable rows (every row dropped or no train rows)")
+            scaler = MinMaxScaler(min_=red["min"][NUMERIC_INDEX], max_=red["max"][NUMERIC_INDEX],
+                                  n_seen=int(red["n_train"]))
+            protocol_counts: dict[tuple[float, bool], int] = red["protocols"]
+            encoder = OneHotEncoder(CATEGORICAL)
+            encoder.categories["Protocol"] = sorted({v for v, is_tr in protocol_counts if is_tr})
+            unseen = {_fmt(v): c for (v, is_tr), c in protocol_counts.items()
+                      if not is_tr and v not in encoder.categories["Protocol"]}
+            encoder.unseen = {"Protocol": unseen} if unseen else {}
+            n_feat = len(NUMERIC) + len(encoder.categories["Protocol"])
+            # ---- pass 3: chunk-aligned row ranges, region writes by the workers.
+            from storage.zarr_io import blosc
 
-        probe = [(a, min(a + chunk_rows, n_rows), _pieces(offsets, specs, a, min(a + chunk_rows, n_rows)))
-                 for a in sorted({chunk_rows * (n_rows * i // X_PROBES // chunk_rows)
-                                  for i in range(X_PROBES)})]
-        size, packed = cl.submit(x_compression, scratch_url, probe, scaler, encoder,
-                                 pure=False).result()
-        compress = size >= X_MIN_RATIO * packed
-        say(f"cicids2018: X compresses {size / max(packed, 1):.2f}x with Blosc "
-            f"{X_CODEC['cname']} on {len(probe)} sample chunks: "
-            f"{'compressed' if compress else 'stored uncompressed'}")
-        w.create_array("X", shape=(n_rows, n_feat), dtype="float32",
-                       codec=blosc(**X_CODEC) if compress else None, fast=not compress)
-        w.set_rows(n_rows)
-        layouts = {k: chunk_layout(w.group[k]) for k in FINAL_ARRAYS}
-        span = chunk_rows * max(1, WRITE_ROWS // chunk_rows)
-        jobs = [(w.tmp_url, scratch_url, a, min(a + span, n_rows),
-                 _pieces(offsets, specs, a, min(a + span, n_rows)), seed, scaler, encoder, layouts)
-                for a in range(0, n_rows, span)]
-        # A partition is deleted as soon as every task reading it has written its rows: the
-        # page-cache pages it frees are reused by the next chunk writes (fresh pages cost the
-        # most on VMs that return freed memory to the host).
-        readers = np.zeros(len(specs), np.int64)
-        for job in jobs:
-            for piece in job[4]:
-                readers[piece[0]] += 1
-        written: list[tuple[int, int, int]] = []
+            probe = [(a, min(a + chunk_rows, n_rows), _pieces(offsets, specs, a, min(a + chunk_rows, n_rows)))
+                     for a in sorted({chunk_rows * (n_rows * i // X_PROBES // chunk_rows)
+                                      for i in range(X_PROBES)})]
+            size, packed = cl.submit(x_compression, scratch_url, probe, scaler, encoder,
+                                     pure=False).result()
+            compress = size >= X_MIN_RATIO * packed
+            say(f"cicids2018: X compresses {size / max(packed, 1):.2f}x with Blosc "
+                f"{X_CODEC['cname']} on {len(probe)} sample chunks: "
+                f"{'compressed' if compress else 'stored uncompressed'}")
+            w.create_array("X", shape=(n_rows, n_feat), dtype="float32",
+                           codec=blosc(**X_CODEC) if compress else None, fast=not compress)
+            w.set_rows(n_rows)
+            layouts = {k: chunk_layout(w.group[k]) for k in FINAL_ARRAYS}
+            span = chunk_rows * max(1, WRITE_ROWS // chunk_rows)
+            jobs = [(w.tmp_url, scratch_url, a, min(a + span, n_rows),
+                     _pieces(offsets, specs, a, min(a + span, n_rows)), seed, scaler, encoder, layouts)
+                    for a in range(0, n_rows, span)]
+            # A partition is deleted as soon as every task reading it has written its rows: the
+            # page-cache pages it frees are reused by the next chunk writes (fresh pages cost the
+            # most on VMs that return freed memory to the host).
+            readers = np.zeros(len(specs), np.int64)
+            for job in jobs:
+                for piece in job[4]:
+                    readers[piece[0]] += 1
+            written: list[tuple[int, int, int]] = []
 
-        def wrote(i: int, r: tuple[int, int, int]) -> None:
-            written.append(tuple(r))
-            for piece in jobs[i][4]:
-                readers[piece[0]] -= 1
-                if readers[piece[0]] == 0:
-                    _remove_partition(scratch_partition(scratch_url, piece[0]))
+            def wrote(i: int, r: tuple[int, int, int]) -> None:
+                written.append(tuple(r))
+                for piece in jobs[i][4]:
+                    readers[piece[0]] -= 1
+                    if readers[piece[0]] == 0:
+                        _remove_partition(scratch_partition(scratch_url, piece[0]))
 
-        try:
             _run_windowed(cl, write_rows, jobs, window, wrote, "ids-write")
             _verify_written(w.tmp_url, written, n_rows, chunk_rows)
             remove_store(scratch_url)  # every array complete and verified: drop the raw rows
             digests = dict(enumerate(sources)) if sources is not None else dict(
                 enumerate(cl.gather(hashes)))
-        except BaseException:
-            cl.cancel(hashes)
-            raise
         feature_names = NUMERIC + [f"Protocol={_fmt(v)}" for v in encoder.categories["Protocol"]]
         quality = []
         dropped_total: dict[str, int] = {}
