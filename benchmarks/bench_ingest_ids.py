@@ -8,12 +8,13 @@
    time and peak RSS (``getrusage`` ``ru_maxrss`` of the child, threads included):
 
    * ours: ``tasks.data.ingest.ingest_dataset("cicids2018", ...)`` - Dask work on a
-     LocalCluster (one worker process, ``--workers`` threads): byte ranges parsed by pyarrow
-     into scratch partitions of the store, train min/max as a Dask reduction, scaling and
-     chunk-aligned writes of the Zarr arrays on the worker; source sha256 included (digest
-     cache emptied). The peak RSS *summed* over the client and its worker process (sampled
-     every 0.1 s) and the worker's CPU time are reported beside ``ru_maxrss`` (which counts the
-     largest single process) and the client's CPU time;
+     LocalCluster (one worker with ``--workers`` threads, in the client process by default):
+     byte ranges parsed by the compiled parser into scratch partitions of the store, train
+     min/max as a Dask reduction, scaling and chunk-aligned writes of the Zarr arrays on the
+     worker; source sha256 included (digest cache emptied). The peak RSS *summed* over the
+     client and any worker process (sampled every 0.1 s) and the worker processes' CPU time
+     are reported beside ``ru_maxrss`` (which counts the largest single process) and the
+     client's CPU time (which includes in-process worker threads);
    * A^3 approach (``tests/fixtures/cicids2018_pandas.py``): ``pandas.read_csv`` per file, drop
      repeated header rows, ``concat``, inf -> NaN, ``dropna``, in one process, then the same
      split / scaling / one-hot.
@@ -23,7 +24,8 @@
    machine - with the highest peak RSS of each.
 3. Checks that the resulting arrays (X, y, split, family, timestamp) are identical in every run
    (sha256 of their bytes, ours read back from the Zarr store) and prints one final line
-   ``speedup=<x> memory_ratio=<y>`` (memory_ratio = our peak RSS / theirs).
+   ``speedup=<x> memory_ratio=<y>`` (memory_ratio = our peak RSS / theirs). Every run's line
+   gives the 1-minute load average before and after it (other jobs on a shared machine).
 
 Usage: ``python benchmarks/bench_ingest_ids.py [--rows N] [--repeat 2] [--workdir DIR] [--keep]``.
 """
@@ -197,13 +199,19 @@ def main() -> None:
             args = (["--_run", "ours", "--_csv", str(csv_dir), "--_out", str(out_dir),
                      "--seed", str(a.seed), "--workers", str(a.workers)] if who == "ours"
                     else ["--_run", "a3", "--_csv", str(csv_dir), "--seed", str(a.seed)])
+            load0 = os.getloadavg()[0]
             r = _child(args)
+            r["load"] = (load0, os.getloadavg()[0])
             runs[who].append(r)
-            extra = (f"; worker CPU {r['workers_cpu_s']:.1f} s, peak RSS summed over client + "
-                     f"worker {r['tree_peak_rss_mb']:.0f} MB" if "workers_cpu_s" in r else "")
+            extra = ""
+            if "workers_cpu_s" in r:
+                extra = ("; worker threads in the client process" if r["workers_cpu_s"] < 0.05
+                         else f"; worker processes' CPU {r['workers_cpu_s']:.1f} s")
+                extra += (f", peak RSS summed over client + worker processes "
+                          f"{r['tree_peak_rss_mb']:.0f} MB")
             print(f"{label[who]} (run {rep + 1}): {r['seconds']:.1f} s (CPU {r['cpu_s']:.1f} s), "
-                  f"peak RSS {r['peak_rss_mb']:.0f} MB, {r['rows']} rows, X {r['shape']}{extra}",
-                  flush=True)
+                  f"peak RSS {r['peak_rss_mb']:.0f} MB, {r['rows']} rows, X {r['shape']}, "
+                  f"load avg {r['load'][0]:.2f} -> {r['load'][1]:.2f}{extra}", flush=True)
     shutil.rmtree(out_dir, ignore_errors=True)
     if not a.keep and a.workdir is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -233,3 +233,19 @@ def test_distributed_client_gives_same_arrays(ids_src, tmp_path):
     for k in ARRAYS:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert leftovers(tmp_path) == []
+
+
+def test_x_compressed_only_when_it_pays(ids_src, tmp_path, monkeypatch):
+    """X gets Blosc when sample chunks compress by X_MIN_RATIO, else raw chunks: same arrays."""
+    import zarr
+
+    got = {}
+    for name, ratio in (("always", 1.0), ("never", 1e9)):
+        monkeypatch.setattr(ids, "X_MIN_RATIO", ratio)
+        ingest_dataset("cicids2018", str(ids_src), str(tmp_path / name), blocksize=100_000)
+        got[name] = _arrays(str(tmp_path / name))
+        x = zarr.open_group(str(tmp_path / name / "datasets" / "cicids2018" / "v1.zarr"))["X"]
+        codecs = [c["name"] for c in x.metadata.to_dict()["codecs"]]
+        assert codecs == (["bytes", "blosc"] if name == "always" else ["bytes"]), codecs
+    for k in ARRAYS:
+        np.testing.assert_array_equal(got["always"][k], got["never"][k], err_msg=k)

@@ -1,6 +1,7 @@
 """CSE-CIC-IDS2018 ingestion as Dask work on worker *processes*: same arrays as the default
-(in-process LocalCluster for small inputs) and as the pandas oracle, nothing left in the system
-temp dir or in the store, a malformed row failing cleanly, an object-store data root."""
+(a LocalCluster whose worker runs in the client process) and as the pandas oracle, nothing left
+in the system temp dir or in the store, a malformed row failing cleanly, an object-store data
+root."""
 
 from __future__ import annotations
 

@@ -24,19 +24,22 @@ kept as values and counted per column in the quality table.
 
 Scale: ingestion is Dask work (:func:`ingest_cicids2018`; a LocalCluster when no client is
 given). Workers parse byte-range blocks of every CSV (local folder, or any fsspec URL such as
-the public bucket ``s3://cse-cic-ids2018/`` read anonymously) with pyarrow (explicit column
-types, GIL released) and write each block's kept rows as a partition file in the scratch prefix
-``_scratch/`` of the temporary store; the train min/max and protocol values are a Dask
-reduction over the blocks once the block offsets are known (a row's split depends on its
-global index); the scaling pass runs on the workers and writes chunk-aligned row ranges of
-every array. The client holds metadata only and memory per worker thread is bounded by a few
-blocks whatever the input size. :func:`ids_dataframe` (the same block parser as a Dask
-dataframe) serves the scoring of new files.
+the public bucket ``s3://cse-cic-ids2018/`` read anonymously) with a compiled one-pass parser
+(:mod:`tasks.data.cicids2018_kernels`: exactly the values of the pyarrow path, which it hands
+the lines it does not interpret; GIL released) and write each block's kept rows as a partition
+file in the scratch prefix ``_scratch/`` of the temporary store; the train min/max and protocol
+values are a Dask reduction over the blocks once the block offsets are known (a row's split
+depends on its global index); the scaling pass runs on the workers and writes chunk-aligned row
+ranges of every array, deleting each partition once read. The sources' sha256 are worker tasks
+too. The client holds metadata only and memory per worker thread is bounded by a few blocks
+whatever the input size. :func:`ids_dataframe` (the same block parser as a Dask dataframe)
+serves the scoring of new files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -58,6 +61,7 @@ import pyarrow.csv as pacsv
 
 from storage.datasets import DatasetWriter
 from storage.paths import is_url
+from tasks.data import cicids2018_kernels as kernels
 from tasks.data.csv_reader import NULL_VALUES, check_header, read_header
 from tasks.data.errors import DataError, DataFormatError, DataUnavailableError
 from tasks.data.labels import (
@@ -98,6 +102,7 @@ CATEGORICAL: list[str] = ["Protocol"]
 NUMERIC: list[str] = [c for c in RAW_FEATURES if c not in CATEGORICAL]  # 77
 PROTOCOL_INDEX = RAW_FEATURES.index("Protocol")
 NUMERIC_INDEX = np.asarray([RAW_FEATURES.index(c) for c in NUMERIC])
+_N_RAW = len(RAW_FEATURES)
 TIMESTAMP_FORMAT = "%d/%m/%Y %H:%M:%S"
 DAYS: list[str] = [
     "Wednesday-14-02-2018", "Thursday-15-02-2018", "Friday-16-02-2018", "Tuesday-20-02-2018",
@@ -111,7 +116,6 @@ KEPT, INFINITE, NAN, MISSING_TS = 0, 1, 2, 3
 _FAMILY_OF_CLASS = np.asarray(
     family_index_of_classes(CICIDS2018_CLASSES, CICIDS2018_FAMILIES), dtype=np.int8
 )
-_CLASS_SET = pa.array(CICIDS2018_CLASSES)
 # CICFlowMeter never quotes: quote handling off makes the tokenizer faster; a quote in a
 # value then simply fails to parse as a number (an error naming row and column).
 _PARSE = pacsv.ParseOptions(quote_char=False, double_quote=False)
@@ -319,17 +323,50 @@ _TLS = threading.local()
 
 
 def _read_buffer(n: int) -> bytearray:
-    """This thread's reusable read buffer of at least ``n`` bytes: every block of a worker
-    reuses the same (already touched) pages instead of mapping or allocating new ones."""
+    """This thread's reusable read buffer of at least ``n`` bytes (plus the parser's padding):
+    every block of a worker reuses the same (already touched) pages instead of mapping or
+    allocating new ones."""
     buf: bytearray | None = getattr(_TLS, "buf", None)
-    if buf is None or len(buf) < n:
-        buf = bytearray(n + (n >> 4))
+    if buf is None or len(buf) < n + kernels.PAD:
+        buf = bytearray(n + (n >> 4) + kernels.PAD)
         _TLS.buf = buf
     return buf
 
 
-def _load_range(day: DayFile, start: int, end: int) -> tuple[Any, int, bool]:
-    """(data lines of the block, their file offset, whether a header line is among them).
+_MALLOC_WARM = [False]
+
+
+def _keep_freed_buffers() -> None:
+    """Once per process: let glibc serve allocations of up to 16 MB from its heap.
+
+    glibc maps every allocation above its (dynamic) mmap threshold, initially 128 kB, and
+    unmaps it when freed; it raises the threshold only when a larger mapped block is freed.
+    Blosc's 5 MB output buffers (one per chunk, shrunk to the compressed size before they are
+    freed) never raise it: every chunk was encoded into freshly mapped pages, which on VMs
+    that return freed memory to the host cost ~2 s of kernel time per GB (0.7 s per 1.4 GB of
+    ``X``). Freeing one untouched 16 MB block raises the threshold the documented way (the
+    worker processes this module starts get ``MALLOC_MMAP_THRESHOLD_`` instead).
+    """
+    if not _MALLOC_WARM[0]:
+        _MALLOC_WARM[0] = True
+        block = np.empty(16 << 20, np.uint8)
+        del block
+
+
+def _thread_array(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """This thread's reusable array ``name`` viewed as ``shape`` (grown when too small)."""
+    need = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf: np.ndarray | None = getattr(_TLS, name, None)
+    if buf is None or buf.nbytes < need:
+        buf = np.empty(need + (need >> 4), np.uint8)
+        setattr(_TLS, name, buf)
+    return buf[:need].view(dtype).reshape(shape)
+
+
+def _load_range(day: DayFile, start: int, end: int,
+                find_header: bool = True) -> tuple[Any, int, bool]:
+    """(data lines of the block, their file offset, whether a header line is among them -
+    False when not ``find_header``).
 
     Local files are read into this thread's reusable buffer (one copy from the page cache,
     no new pages per block); other filesystems read the exact byte range once.
@@ -349,29 +386,29 @@ def _load_range(day: DayFile, start: int, end: int) -> tuple[Any, int, bool]:
                 if not k:
                     raise DataFormatError(day.path, f"file shrank while reading bytes {s}..{e}")
                 got += k
-            return view, s, buf.find(day.header_line, 0, e - s) >= 0
+            return view, s, find_header and buf.find(day.header_line, 0, e - s) >= 0
     with day.fs.open(day.fs_path, "rb") as f:
         s, e = _block_bounds(day, f, start, end)
         if e <= s:
             return b"", s, False
         f.seek(s)
         data = f.read(e - s)
-        return data, s, day.header_line in data
+        return data, s, find_header and day.header_line in data
 
 
 def parse_block(day: DayFile, start: int, end: int) -> Block:
-    """Parse the lines of ``day`` beginning in byte range [start, end) (header skipped)."""
+    """Parse the lines of ``day`` beginning in byte range [start, end) (header skipped) with
+    pyarrow: the reference path (:func:`parse_kept` gives the same rows, faster)."""
     view, offset, has_header = _load_range(day, start, end)
     return _parse_view(day, view, offset, has_header)
 
 
-def _parse_view(day: DayFile, view: Any, offset: int, has_header: bool) -> Block:
-    removed = 0
-    data: Any = view
-    if has_header:
-        data, removed = _strip_headers(bytes(view), day.header_line)  # rare: copy and strip
-    if not len(data) or (bytes(data[:4096]).isspace() and bytes(data).isspace()):
-        return _empty_block(removed)
+class _ArrowFailure(Exception):
+    """pyarrow could not convert the bytes (the cause names neither row nor column)."""
+
+
+def _arrow_block(day: DayFile, data: Any, removed: int = 0) -> Block:
+    """Parse CSV lines (no header line) with pyarrow; :class:`_ArrowFailure` on a bad value."""
     # 1 MB arrow blocks: cache-friendly, faster than one 32 MB block; threads off because
     # Dask already runs one partition per core.
     read = pacsv.ReadOptions(column_names=list(day.header), use_threads=False, block_size=1 << 20)
@@ -386,18 +423,18 @@ def _parse_view(day: DayFile, view: Any, offset: int, has_header: bool) -> Block
         table = pacsv.read_csv(pa.BufferReader(pa.py_buffer(data)), read_options=read,
                                convert_options=conv, parse_options=_PARSE)
     except pa.ArrowInvalid as e:
-        raise _locate(day, bytes(view), offset, e) from e
+        raise _ArrowFailure(str(e)) from e
     n = table.num_rows
-    # Fill a (78, n) array column by column (contiguous writes); _block_frame transposes.
+    # Fill a (78, n) array column by column (contiguous writes); kept_rows transposes.
     raw_t = np.empty((len(RAW_FEATURES), n), dtype=np.float32)
     for j, c in enumerate(RAW_FEATURES):
         pos = 0
         for chunk in table.column(c).chunks:
             raw_t[j, pos : pos + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
             pos += len(chunk)
-    y = pc.index_in(table.column("Label"), value_set=_CLASS_SET)
+    y = pc.index_in(table.column("Label"), value_set=_class_set())
     if y.null_count:
-        raise _locate(day, bytes(view), offset, ValueError("unknown label"))
+        raise _ArrowFailure("unknown label")
     ts_col = table.column("Timestamp")
     ts = ts_col.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
     y_np = y.to_numpy(zero_copy_only=False).astype(np.int8)
@@ -416,6 +453,23 @@ def _parse_view(day: DayFile, view: Any, offset: int, has_header: bool) -> Block
         miss = ts_col.is_null().to_numpy(zero_copy_only=False)
         reason[miss & (reason == KEPT)] = MISSING_TS
     return Block(raw_t, y_np, ts, reason, removed, nan_by_col, inf_by_col)
+
+
+def _is_blank(data: Any) -> bool:
+    return not len(data) or (bytes(data[:4096]).isspace() and bytes(data).isspace())
+
+
+def _parse_view(day: DayFile, view: Any, offset: int, has_header: bool) -> Block:
+    removed = 0
+    data: Any = view
+    if has_header:
+        data, removed = _strip_headers(bytes(view), day.header_line)  # rare: copy and strip
+    if _is_blank(data):
+        return _empty_block(removed)
+    try:
+        return _arrow_block(day, data, removed)
+    except _ArrowFailure as e:
+        raise _locate(day, bytes(view), offset, e) from e
 
 
 def _empty_block(removed: int = 0) -> Block:
@@ -454,6 +508,124 @@ def _block_stats(b: Block, dropped: dict[str, int], source_index: int) -> dict[s
     }
 
 
+# ---------------------------------------------------------------- the compiled parser's path
+_LABEL_BYTES = np.frombuffer("".join(CICIDS2018_CLASSES).encode(), np.uint8).copy()
+_LABEL_ENDS = np.cumsum([len(c.encode()) for c in CICIDS2018_CLASSES]).astype(np.int64)
+#: Fallback rows one block may hand back to pyarrow before the whole block goes to pyarrow.
+FALLBACK_ROWS = 4096
+
+
+@functools.lru_cache(maxsize=64)
+def _roles(header: tuple[str, ...]) -> np.ndarray:
+    """What each field of a line of a file with ``header`` is, for :func:`kernels.parse_rows`."""
+    index = {c: j for j, c in enumerate(RAW_FEATURES)}
+    special = {"Timestamp": kernels.TIMESTAMP, "Label": kernels.LABEL}
+    return np.asarray([index.get(c, special.get(c, kernels.SKIP)) for c in header], np.int64)
+
+
+@functools.cache
+def _class_set() -> pa.Array:
+    """The class names as a pyarrow array (made on first use: ``pa.array`` of a list imports
+    pandas, 0.2-0.3 s, which the compiled parser's path never needs)."""
+    return pa.array(CICIDS2018_CLASSES, pa.string())
+
+
+@functools.lru_cache(maxsize=64)
+def _header_bytes(header_line: bytes) -> np.ndarray:
+    return np.frombuffer(header_line, np.uint8).copy()
+
+
+@dataclass
+class KeptRows:
+    """The kept rows of one byte range: ``raw`` (n, 78) float32 C order, ``y`` class index
+    int8, ``ts`` seconds int64, and ``stats`` (rows_in, dropped by reason, repeated headers,
+    NaN / inf / negative counts per raw feature as lists)."""
+
+    raw: np.ndarray
+    y: np.ndarray
+    ts: np.ndarray
+    stats: dict[str, Any]
+
+
+def _kept_from_block(b: Block, source_index: int) -> KeptRows:
+    raw, y, ts, dropped = kept_rows(b)
+    return KeptRows(raw, y, ts, _block_stats(b, dropped, source_index))
+
+
+def parse_kept(day: DayFile, start: int, end: int, source_index: int = 0, *,
+               reuse: bool = False) -> KeptRows:
+    """The kept rows of the lines of ``day`` beginning in byte range [start, end).
+
+    The compiled parser (:func:`tasks.data.cicids2018_kernels.parse_rows`) converts the block
+    in one pass; the rows it leaves (another number syntax, bad values...) are parsed with
+    pyarrow, and a bad value raises the one-line :class:`DataFormatError` naming the row and
+    column. Identical results to :func:`parse_block` + :func:`kept_rows`. ``reuse``: the arrays
+    are this thread's reusable buffers, valid until its next call.
+    """
+    view, offset, _ = _load_range(day, start, end, find_header=False)  # the kernel finds them
+
+    def by_pyarrow() -> KeptRows:  # the reference path, for the whole block
+        return _kept_from_block(_parse_view(day, view, offset, True), source_index)
+
+    n = len(view)
+    if _is_blank(view):
+        return by_pyarrow()
+    if isinstance(view, memoryview) and view.obj is getattr(_TLS, "buf", None):
+        buf = np.frombuffer(view.obj, np.uint8)  # already in this thread's read buffer
+    else:
+        buf = np.frombuffer(_read_buffer(n), np.uint8)
+        buf[:n] = np.frombuffer(view, np.uint8)
+    kernels.pad(buf, n)
+    roles = _roles(day.header)
+    cap = n // max(1, len(roles)) + 2  # a line has at least one byte per field
+    raw = _thread_array("raw", (cap, _N_RAW), np.float32)
+    y, ts = _thread_array("y", (cap,), np.int8), _thread_array("ts", (cap,), np.int64)
+    fallback = np.empty((FALLBACK_ROWS, 3), np.int64)
+    counts = np.zeros(len(REASONS), np.int64)
+    nan_by_col, inf_by_col, neg_by_col = (np.zeros(_N_RAW, np.int64) for _ in range(3))
+    status, slots, lines, n_fb, removed = kernels.parse_rows(
+        buf, n, _header_bytes(day.header_line), roles, _LABEL_BYTES, _LABEL_ENDS, raw, y, ts,
+        fallback, counts, nan_by_col, inf_by_col, neg_by_col)
+    fb_block = None
+    if status == kernels.STATUS_OK and n_fb:
+        text = b"\n".join(bytes(buf[s:e]) for s, e in fallback[:n_fb, 1:].tolist())
+        try:
+            fb_block = _arrow_block(day, text)
+        except _ArrowFailure:
+            return by_pyarrow()  # raises the error naming the first bad row and column
+        if len(fb_block.reason) != n_fb:  # lines pyarrow splits otherwise: whole block
+            status = kernels.STATUS_FALLBACK
+    if status != kernels.STATUS_OK:
+        return by_pyarrow()
+    raw, y, ts = raw[:slots], y[:slots], ts[:slots]
+    if fb_block is not None:
+        slot = fallback[:n_fb, 0]
+        raw[slot] = fb_block.raw_t.T
+        y[slot], ts[slot] = fb_block.y, fb_block.ts
+        counts += np.bincount(fb_block.reason, minlength=len(REASONS))
+        nan_by_col += fb_block.nan_by_col
+        inf_by_col += fb_block.inf_by_col
+        ok = fb_block.reason == KEPT
+        neg_by_col += np.count_nonzero(fb_block.raw_t[:, ok] < 0, axis=1)
+        if not ok.all():
+            keep = np.ones(slots, bool)
+            keep[slot[~ok]] = False
+            raw, y, ts = raw[keep], y[keep], ts[keep]
+    dropped = {REASONS[r]: int(counts[r]) for r in range(1, len(REASONS)) if counts[r]}
+    if not reuse:
+        raw, y, ts = raw.copy(), y.copy(), ts.copy()
+    stats = {
+        "source": source_index,
+        "rows_in": int(lines),
+        "dropped": dropped,
+        "repeated_headers": removed,
+        "nan_by_col": nan_by_col.tolist(),
+        "inf_by_col": inf_by_col.tolist(),
+        "neg_by_col": neg_by_col.tolist(),
+    }
+    return KeptRows(raw, y, ts, stats)
+
+
 # ------------------------------------------------------------------------ dask dataframe
 FEATURE_FRAME_COLUMNS = [*RAW_FEATURES, "y", "timestamp", "source"]
 
@@ -463,13 +635,12 @@ def _block_frame(spec: tuple[DayFile, int, int, int]) -> pd.DataFrame:
     import pandas as pd
 
     day, start, end, source_index = spec
-    b = parse_block(day, start, end)
-    raw, y, ts, dropped = kept_rows(b)
-    df = pd.DataFrame(raw, columns=RAW_FEATURES, copy=False)
-    df["y"] = y
-    df["timestamp"] = ts
-    df["source"] = np.full(len(y), source_index, dtype=np.int16)
-    df.attrs.update(_block_stats(b, dropped, source_index))
+    rows = parse_kept(day, start, end, source_index)
+    df = pd.DataFrame(rows.raw, columns=RAW_FEATURES, copy=False)
+    df["y"] = rows.y
+    df["timestamp"] = rows.ts
+    df["source"] = np.full(len(rows.y), source_index, dtype=np.int16)
+    df.attrs.update(rows.stats)
     return df
 
 
@@ -511,12 +682,17 @@ def ids_dataframe(files: Sequence[DayFile], blocksize: int = 32 << 20) -> dd.Dat
 # pass 3 reads row ranges of the partitions, scales / one-hot encodes them and writes output
 # row ranges aligned to the store's chunks, so no two tasks ever write the same Zarr chunk.
 SCRATCH = "_scratch"
-_N_RAW = len(RAW_FEATURES)
 # X: Blosc LZ4 level 1 with *bit* shuffle: compresses these features ~2.5x faster than the
 # dataset store's byte-shuffle default (~1.6 vs ~0.65 GB/s per core here), decompresses faster,
 # for a ratio within 3 % of it (1.10 vs 1.13 on the benchmark's synthetic features). The other
 # arrays keep the store default.
 X_CODEC = {"cname": "lz4", "clevel": 1, "shuffle": "bitshuffle"}
+#: ``X`` is compressed only when :data:`X_CODEC` makes it this many times smaller on
+#: :data:`X_PROBES` sample chunks (scaled float features of arbitrary mantissas compress little:
+#: 1.10x on the benchmark's synthetic data, where compressing cost ~1 CPU-s per 1.4 GB for
+#: 10 % of disk); below it, chunks are written uncompressed (faster to read back, too).
+X_MIN_RATIO = 1.25
+X_PROBES = 4
 
 
 def scratch_partition(scratch_url: str, index: int) -> str:
@@ -538,6 +714,19 @@ def _write_partition(url: str, arrays: Sequence[np.ndarray]) -> None:
     with open(url, "wb") as f:
         for v in views:
             f.write(v)
+
+
+def _remove_partition(url: str) -> None:
+    """Delete one scratch partition (missing is fine)."""
+    if is_url(url):
+        from storage.paths import url_to_fs
+
+        fs, path = url_to_fs(url)
+        with contextlib.suppress(FileNotFoundError):
+            fs.rm_file(path)
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(url)
 
 
 def _read_partition(url: str, n: int, lo: int, hi: int, raw: np.ndarray | None,
@@ -591,18 +780,17 @@ def parse_to_scratch(spec: tuple[DayFile, int, int, int], scratch_url: str, inde
     :class:`DataError` comes back as ``{"error": ...}``.
     """
     day, start, end, source_index = spec
+    _keep_freed_buffers()
     try:
-        b = parse_block(day, start, end)
+        rows = parse_kept(day, start, end, source_index, reuse=True)
     except DataError as e:
         return {"error": _error_record(e)}
-    raw, y, ts, dropped = kept_rows(b)
-    out = _block_stats(b, dropped, source_index)
-    del b  # the (78, rows) parse buffer: only the kept rows stay in memory
-    out["n"] = len(y)
-    out["class_counts"] = np.bincount(y, minlength=len(CICIDS2018_CLASSES)).tolist()
-    if len(y):
+    out = rows.stats
+    out["n"] = len(rows.y)
+    out["class_counts"] = np.bincount(rows.y, minlength=len(CICIDS2018_CLASSES)).tolist()
+    if len(rows.y):
         _write_partition(scratch_partition(scratch_url, index),
-                         [raw, y.astype(np.int8, copy=False), ts.astype("<i8", copy=False)])
+                         [rows.raw, rows.y.astype(np.int8, copy=False), rows.ts.astype("<i8", copy=False)])
     return out
 
 
@@ -610,31 +798,39 @@ def reduce_block(scratch_url: str, index: int, offset: int, n: int, seed: int) -
     """Pass 2 (worker): train-row min/max (78,) float64 and protocol counts of block ``index``,
     whose kept rows are global rows [offset, offset + n) (their split codes depend on it)."""
     tr = split_codes(offset, offset + n, seed, DEFAULT_FRACTIONS) == TRAIN
-    raw = np.empty((n, _N_RAW), np.float32)
+    raw = _thread_array("raw", (n, _N_RAW), np.float32)
     _read_partition(scratch_partition(scratch_url, index), n, 0, n, raw)
-    n_train = int(np.count_nonzero(tr))
-    if n_train:
-        sub = raw[tr] if n_train < n else raw
-        mn, mx = sub.min(axis=0).astype(np.float64), sub.max(axis=0).astype(np.float64)
-        del sub
-    else:
-        mn, mx = np.full(_N_RAW, np.inf), np.full(_N_RAW, -np.inf)
+    mn = np.full(_N_RAW, np.inf, np.float32)
+    mx = np.full(_N_RAW, -np.inf, np.float32)
+    n_train = int(kernels.train_minmax(raw, tr, mn, mx))
     proto = raw[:, PROTOCOL_INDEX]
     counts: dict[tuple[float, bool], int] = {}
-    for is_tr in (True, False):
-        vals, cnt = np.unique(proto[tr == is_tr], return_counts=True)
-        for v, c in zip(vals.tolist(), cnt.tolist(), strict=True):
-            counts[(v, is_tr)] = c
-    return {"min": mn, "max": mx, "n_train": n_train, "protocols": counts}
+    values, value_counts = np.empty(64, np.float32), np.empty((64, 2), np.int64)
+    k = int(kernels.value_counts(proto, tr, values, value_counts))
+    if k >= 0:  # a few protocol numbers (0, 6, 17 in the real data)
+        order = np.argsort(values[:k], kind="stable")
+        for col, is_tr in ((0, True), (1, False)):  # the order np.unique below gives
+            for j in order.tolist():
+                if value_counts[j, col]:
+                    counts[(float(values[j]), is_tr)] = int(value_counts[j, col])
+    else:
+        for is_tr in (True, False):
+            vals, cnt = np.unique(proto[tr == is_tr], return_counts=True)
+            for v, c in zip(vals.tolist(), cnt.tolist(), strict=True):
+                counts[(v, is_tr)] = c
+    return {"min": mn.astype(np.float64), "max": mx.astype(np.float64), "n_train": n_train,
+            "protocols": counts}
 
 
-def combine_reductions(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Merge two :func:`reduce_block` results (``a`` holds the earlier rows)."""
-    protocols = dict(a["protocols"])
-    for k, c in b["protocols"].items():
-        protocols[k] = protocols.get(k, 0) + c
-    return {"min": np.minimum(a["min"], b["min"]), "max": np.maximum(a["max"], b["max"]),
-            "n_train": a["n_train"] + b["n_train"], "protocols": protocols}
+def combine_reductions(*parts: dict[str, Any]) -> dict[str, Any]:
+    """Merge :func:`reduce_block` results (given in row order)."""
+    protocols = dict(parts[0]["protocols"])
+    for p in parts[1:]:
+        for k, c in p["protocols"].items():
+            protocols[k] = protocols.get(k, 0) + c
+    return {"min": np.minimum.reduce([p["min"] for p in parts]),
+            "max": np.maximum.reduce([p["max"] for p in parts]),
+            "n_train": sum(p["n_train"] for p in parts), "protocols": protocols}
 
 
 @dataclass(frozen=True)
@@ -729,6 +925,47 @@ def write_chunks(store_url: str, layout: ChunkLayout, a: int, data: np.ndarray) 
     return n_chunks
 
 
+def _scaled_rows(scratch_url: str, a: int, b: int, pieces: Sequence[tuple[int, int, int, int, int]],
+                 scaler: MinMaxScaler, encoder: OneHotEncoder, y: np.ndarray | None = None,
+                 ts: np.ndarray | None = None, source: np.ndarray | None = None) -> np.ndarray:
+    """X of global rows [a, b) from the partitions (this thread's reusable buffer), filling
+    ``y``, ``ts`` and ``source`` when given."""
+    m = b - a
+    raw = _thread_array("raw", (m, _N_RAW), np.float32)
+    pos = 0
+    for index, n, lo, hi, source_index in pieces:
+        k = hi - lo
+        _read_partition(scratch_partition(scratch_url, index), n, lo, hi, raw[pos : pos + k],
+                        None if y is None else y[pos : pos + k],
+                        None if ts is None else ts[pos : pos + k])
+        if source is not None:
+            source[pos : pos + k] = source_index
+        pos += k
+    if pos != m:
+        raise RuntimeError(f"rows {a}..{b}: pieces cover {pos} rows, not {m}")
+    mn, scale = scaler.params32()
+    cats = np.asarray(encoder.categories["Protocol"], np.float32)
+    X = _thread_array("X", (m, len(NUMERIC) + len(cats)), np.float32)
+    kernels.scale_rows(raw, PROTOCOL_INDEX, mn, scale, cats, X)
+    return X
+
+
+def x_compression(scratch_url: str, samples: Sequence[tuple[int, int, Sequence[tuple[int, int, int, int, int]]]],
+                  scaler: MinMaxScaler, encoder: OneHotEncoder) -> tuple[int, int]:
+    """(bytes, bytes with :data:`X_CODEC`) of ``X`` for a few sample row ranges (a, b, pieces):
+    whether compressing ``X`` pays (worker task, before pass 3)."""
+    from numcodecs import Blosc
+
+    codec = Blosc(cname=X_CODEC["cname"], clevel=X_CODEC["clevel"],
+                  shuffle=_SHUFFLE[X_CODEC["shuffle"]])
+    size = packed = 0
+    for a, b, pieces in samples:
+        X = _scaled_rows(scratch_url, a, b, pieces, scaler, encoder)
+        size += X.nbytes
+        packed += len(codec.encode(X))
+    return size, packed
+
+
 def write_rows(store_url: str, scratch_url: str, a: int, b: int,
                pieces: Sequence[tuple[int, int, int, int, int]], seed: int, scaler: MinMaxScaler,
                encoder: OneHotEncoder, layouts: dict[str, ChunkLayout]) -> tuple[int, int, int]:
@@ -741,23 +978,12 @@ def write_rows(store_url: str, scratch_url: str, a: int, b: int,
     per array). Returns (a, b, chunks written).
     """
     m = b - a
-    raw = np.empty((m, _N_RAW), np.float32)
+    _keep_freed_buffers()
     y = np.empty(m, np.int8)
     ts = np.empty(m, np.int64)
     source = np.empty(m, np.int16)
-    pos = 0
-    for index, n, lo, hi, source_index in pieces:
-        k = hi - lo
-        _read_partition(scratch_partition(scratch_url, index), n, lo, hi, raw[pos : pos + k],
-                        y[pos : pos + k], ts[pos : pos + k])
-        source[pos : pos + k] = source_index
-        pos += k
-    if pos != m:
-        raise RuntimeError(f"rows {a}..{b}: pieces cover {pos} rows, not {m}")
-    X = transform_raw(raw, scaler, encoder, False)
-    del raw
+    X = _scaled_rows(scratch_url, a, b, pieces, scaler, encoder, y, ts, source)
     n_chunks = write_chunks(store_url, layouts["X"], a, X)
-    del X
     for name, arr in (("y", y.astype(np.int64)), ("split", split_codes(a, b, seed, DEFAULT_FRACTIONS)),
                       ("family", _FAMILY_OF_CLASS[y]), ("timestamp", ts), ("source", source)):
         n_chunks += write_chunks(store_url, layouts[name], a, arr)
@@ -816,12 +1042,6 @@ def transform_raw(
     return out
 
 
-#: Inputs smaller than this are ingested by an in-process (threads) LocalCluster when no client
-#: is given: starting worker processes costs more than parsing a few MB. ``memory://`` sources
-#: or data roots (a filesystem private to each process) always use one.
-IN_PROCESS_BELOW = 64 << 20
-
-
 #: glibc malloc settings of the worker process of the LocalCluster this module starts: keep
 #: freed memory (no trimming, no mmap per large array) so every block reuses the pages of the
 #: previous one. On VMs whose freed pages go back to the host (free page reporting), touching
@@ -845,8 +1065,8 @@ CLUSTER_CONFIG: dict[str, Any] = {
 
 @contextlib.contextmanager
 def _cluster(client: Any, workers: int, in_process: bool) -> Iterator[Any]:
-    """``client`` itself, else a LocalCluster's client: one worker process with ``workers``
-    threads (:func:`tasks.cluster.dask_client`), or the same worker in this process."""
+    """``client`` itself, else a LocalCluster's client: one worker with ``workers`` threads in
+    this process, or (not ``in_process``) in a worker process (:func:`tasks.cluster.dask_client`)."""
     if client is not None:
         yield client
         return
@@ -934,15 +1154,30 @@ def _run_windowed(client: Any, fn: Callable[..., Any], jobs: Sequence[tuple[Any,
         raise errors[min(errors)]
 
 
-def _tree_reduce(client: Any, futures: list[Any]) -> dict[str, Any]:
-    """Combine :func:`reduce_block` futures pairwise on the cluster (a tree, order kept)."""
+@contextlib.contextmanager
+def _cancelling(client: Any, *groups: list[Any]) -> Iterator[None]:
+    """Cancel the futures of ``groups`` (lists that may still grow) when the block fails."""
+    try:
+        yield
+    except BaseException:
+        client.cancel([f for g in groups for f in g])
+        raise
+
+
+def _tree_reduce(client: Any, futures: list[Any], fan_in: int = 8) -> dict[str, Any]:
+    """Combine :func:`reduce_block` futures on the cluster, ``fan_in`` at a time (a tree,
+    order kept)."""
     level = futures
     while len(level) > 1:
-        level = [client.submit(combine_reductions, level[k], level[k + 1], pure=False)
-                 if k + 1 < len(level) else level[k] for k in range(0, len(level), 2)]
+        level = [client.submit(combine_reductions, *level[k : k + fan_in], pure=False)
+                 if len(level[k : k + fan_in]) > 1 else level[k]
+                 for k in range(0, len(level), fan_in)]
     return level[0].result()  # type: ignore[no-any-return]
 
 
+#: Rows per pass-3 task (whole chunks): 8 chunks of 16,384 rows, ~42 MB of raw rows and as
+#: much of X per worker thread; fewer, larger tasks cost less scheduling.
+WRITE_ROWS = 1 << 17
 FINAL_ARRAYS = ("X", "y", "split", "family", "timestamp", "source")
 
 
@@ -1003,22 +1238,23 @@ def ingest_cicids2018(
     """Ingest the per-day CSVs into the Zarr store as Dask work; the client holds metadata only.
 
     ``client``: a ``distributed.Client`` (e.g. to ``--dask-address``); without one a
-    LocalCluster of one worker process with ``workers`` threads (the parse, the codecs and
-    numpy release the GIL; one process starts faster than several and spawns one interpreter);
-    with ``processes=False``, a ``memory://`` source or root, or less than
-    :data:`IN_PROCESS_BELOW` bytes of input, that worker runs in this process. Three passes,
-    the workers reading and writing the data root only:
+    LocalCluster of one worker with ``workers`` threads, in this process (the parser, the
+    codecs, numpy and the file I/O release the GIL; no interpreter to start, no task data to
+    pickle), or in a worker process of its own with ``processes=True``. Three passes, the
+    workers reading and writing the data root only:
 
     1. parse byte-range blocks of ``blocksize`` bytes and write each block's kept rows as an
        uncompressed partition file in the temporary store (``_scratch/``); statistics return;
     2. block offsets (prefix sum of kept rows, on the client) -> per-block train min/max and
        protocol counts (the split of a row depends on its global index), combined in a tree;
     3. scale + one-hot rows [a, b) aligned to ``chunk_rows`` and write whole chunks of every
-       array (no chunk is written by two tasks).
+       array (no chunk is written by two tasks); a partition is deleted once every task
+       reading it is done.
 
-    ``_scratch`` is deleted once every row range and every chunk of every array is verified,
-    then the store is committed (moved into place). Memory per worker thread: a few blocks. At
-    most ``in_flight`` (default: 2 per worker thread) pass-1/pass-3 tasks at a time. Returns
+    The sources' sha256 (low-priority worker tasks, unless ``sources`` are given) fill the
+    gaps between passes. The store is committed (moved into place) once every row range and
+    every chunk of every array is verified. Memory per worker thread: a few blocks. At most
+    ``in_flight`` (default: 2 per worker thread) pass-1/pass-3 tasks at a time. Returns
     (dataset URL, attrs, quality rows).
     """
     from storage.zarr_io import remove_store
@@ -1026,24 +1262,9 @@ def ingest_cicids2018(
     t0 = time.perf_counter()
     say = progress or (lambda _m: None)
     files = list(files) if files is not None else list_day_files(source, days, storage_options)
-    # sha256 of every source, in a background thread of the client while the cluster starts
-    # and the workers parse (cached by mtime; hashlib releases the GIL).
-    digests: dict[int, SourceFile] = {}
-    hash_error: list[BaseException] = []
-
-    def _hash_all() -> None:
-        try:
-            for i, d in enumerate(files):
-                digests[i] = sources[i] if sources is not None else sha256_of(d.path)
-        except BaseException as e:  # reported after the parse
-            hash_error.append(e)
-
-    hasher = threading.Thread(target=_hash_all, name="ids-sha256", daemon=True)
-    hasher.start()
     specs = block_specs(files, blocksize)
     in_memory = any(str(u).startswith("memory://") for u in (source, data_root or "", files[0].path))
-    in_process = in_memory or (processes is False) or (
-        processes is None and sum(d.size for d in files) < IN_PROCESS_BELOW)
+    in_process = in_memory or not processes
     stats = [_FileStats() for _ in files]
     class_counts = np.zeros(len(CICIDS2018_CLASSES), np.int64)
     with _cluster(client, workers, in_process) as cl, DatasetWriter(
@@ -1052,6 +1273,12 @@ def ingest_cicids2018(
     ) as w:
         window = in_flight or 2 * max(1, sum(cl.nthreads().values()))
         scratch_url = f"{w.tmp_url}/{SCRATCH}"
+        # sha256 of every source: worker tasks that run when no parse or write task is ready
+        # (cached by size and mtime where the worker keeps its digest cache).
+        token = uuid.uuid4().hex[:8]
+        hashes = [] if sources is not None else [
+            cl.submit(sha256_of, d.path, pure=False, priority=-1, key=f"ids-sha256-{i:04d}-{token}")
+            for i, d in enumerate(files)]
         # ---- pass 1: parse -> scratch; offsets as soon as a prefix of blocks is known; pass 2
         # (per-block reduction) submitted for each block whose offset is known.
         offsets = np.zeros(len(specs) + 1, np.int64)
@@ -1070,7 +1297,8 @@ def ingest_cicids2018(
                                                 seed, pure=False))
                 known[0] += 1
 
-        try:
+        # On any failure no reduction, digest or write is left running on what is removed.
+        with _cancelling(cl, reductions, hashes):
             _run_windowed(cl, parse_to_scratch, [(s, scratch_url, i) for i, s in enumerate(specs)],
                           window, parsed, "ids-parse")
             for i in range(len(specs)):  # in file order, as the quality rows list them
@@ -1082,38 +1310,58 @@ def ingest_cicids2018(
             say(f"cicids2018: pass 1 parsed {n_rows} rows in {len(specs)} blocks in "
                 f"{time.perf_counter() - t0:.1f}s")
             red = _tree_reduce(cl, reductions) if reductions else None
-        except BaseException:  # no reduction left reading the scratch being removed
-            cl.cancel(reductions)
-            raise
-        if red is None or red["n_train"] == 0:
-            raise DataFormatError(source, "no usable rows (every row dropped or no train rows)")
-        scaler = MinMaxScaler(min_=red["min"][NUMERIC_INDEX], max_=red["max"][NUMERIC_INDEX],
-                              n_seen=int(red["n_train"]))
-        protocol_counts: dict[tuple[float, bool], int] = red["protocols"]
-        encoder = OneHotEncoder(CATEGORICAL)
-        encoder.categories["Protocol"] = sorted({v for v, is_tr in protocol_counts if is_tr})
-        unseen = {_fmt(v): c for (v, is_tr), c in protocol_counts.items()
-                  if not is_tr and v not in encoder.categories["Protocol"]}
-        encoder.unseen = {"Protocol": unseen} if unseen else {}
-        n_feat = len(NUMERIC) + len(encoder.categories["Protocol"])
-        # ---- pass 3: chunk-aligned row ranges, region writes by the workers.
-        from storage.zarr_io import blosc
+            if red is None or red["n_train"] == 0:
+                raise DataFormatError(source, "no usable rows (every row dropped or no train rows)")
+            scaler = MinMaxScaler(min_=red["min"][NUMERIC_INDEX], max_=red["max"][NUMERIC_INDEX],
+                                  n_seen=int(red["n_train"]))
+            protocol_counts: dict[tuple[float, bool], int] = red["protocols"]
+            encoder = OneHotEncoder(CATEGORICAL)
+            encoder.categories["Protocol"] = sorted({v for v, is_tr in protocol_counts if is_tr})
+            unseen = {_fmt(v): c for (v, is_tr), c in protocol_counts.items()
+                      if not is_tr and v not in encoder.categories["Protocol"]}
+            encoder.unseen = {"Protocol": unseen} if unseen else {}
+            n_feat = len(NUMERIC) + len(encoder.categories["Protocol"])
+            # ---- pass 3: chunk-aligned row ranges, region writes by the workers.
+            from storage.zarr_io import blosc
 
-        w.create_array("X", shape=(n_rows, n_feat), dtype="float32", codec=blosc(**X_CODEC))
-        w.set_rows(n_rows)
-        layouts = {k: chunk_layout(w.group[k]) for k in FINAL_ARRAYS}
-        span = chunk_rows * max(1, (1 << 16) // chunk_rows)
-        jobs = [(w.tmp_url, scratch_url, a, min(a + span, n_rows),
-                 _pieces(offsets, specs, a, min(a + span, n_rows)), seed, scaler, encoder, layouts)
-                for a in range(0, n_rows, span)]
-        written: list[tuple[int, int, int]] = []
-        _run_windowed(cl, write_rows, jobs, window, lambda _i, r: written.append(tuple(r)),
-                      "ids-write")
-        _verify_written(w.tmp_url, written, n_rows, chunk_rows)
-        remove_store(scratch_url)  # every array complete and verified: drop the raw rows
-        hasher.join()
-        if hash_error:
-            raise hash_error[0]
+            probe = [(a, min(a + chunk_rows, n_rows), _pieces(offsets, specs, a, min(a + chunk_rows, n_rows)))
+                     for a in sorted({chunk_rows * (n_rows * i // X_PROBES // chunk_rows)
+                                      for i in range(X_PROBES)})]
+            size, packed = cl.submit(x_compression, scratch_url, probe, scaler, encoder,
+                                     pure=False).result()
+            compress = size >= X_MIN_RATIO * packed
+            say(f"cicids2018: X compresses {size / max(packed, 1):.2f}x with Blosc "
+                f"{X_CODEC['cname']} on {len(probe)} sample chunks: "
+                f"{'compressed' if compress else 'stored uncompressed'}")
+            w.create_array("X", shape=(n_rows, n_feat), dtype="float32",
+                           codec=blosc(**X_CODEC) if compress else None, fast=not compress)
+            w.set_rows(n_rows)
+            layouts = {k: chunk_layout(w.group[k]) for k in FINAL_ARRAYS}
+            span = chunk_rows * max(1, WRITE_ROWS // chunk_rows)
+            jobs = [(w.tmp_url, scratch_url, a, min(a + span, n_rows),
+                     _pieces(offsets, specs, a, min(a + span, n_rows)), seed, scaler, encoder, layouts)
+                    for a in range(0, n_rows, span)]
+            # A partition is deleted as soon as every task reading it has written its rows: the
+            # page-cache pages it frees are reused by the next chunk writes (fresh pages cost the
+            # most on VMs that return freed memory to the host).
+            readers = np.zeros(len(specs), np.int64)
+            for job in jobs:
+                for piece in job[4]:
+                    readers[piece[0]] += 1
+            written: list[tuple[int, int, int]] = []
+
+            def wrote(i: int, r: tuple[int, int, int]) -> None:
+                written.append(tuple(r))
+                for piece in jobs[i][4]:
+                    readers[piece[0]] -= 1
+                    if readers[piece[0]] == 0:
+                        _remove_partition(scratch_partition(scratch_url, piece[0]))
+
+            _run_windowed(cl, write_rows, jobs, window, wrote, "ids-write")
+            _verify_written(w.tmp_url, written, n_rows, chunk_rows)
+            remove_store(scratch_url)  # every array complete and verified: drop the raw rows
+            digests = dict(enumerate(sources)) if sources is not None else dict(
+                enumerate(cl.gather(hashes)))
         feature_names = NUMERIC + [f"Protocol={_fmt(v)}" for v in encoder.categories["Protocol"]]
         quality = []
         dropped_total: dict[str, int] = {}
