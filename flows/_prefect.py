@@ -12,9 +12,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import distributed  # noqa: F401  (see the note below)
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
+
+# ``import distributed`` runs logging.config.dictConfig (distributed/config.py), which flushes and
+# closes every logging handler while holding logging's module lock. Inside a flow run one of
+# them is Prefect's API log handler, whose flush waits for Prefect's event-loop thread - which
+# may itself be waiting for that lock: the first stage that starts a Dask cluster then hangs for
+# good (seen once in `actscan run`, the scan stage after extract: MainThread in
+# APILogHandler.flush under dictConfig, GlobalEventLoopThread in logging._acquireLock).
+# Importing it here, before any flow run exists, makes the later imports no-ops. ART does the
+# same at import; flows/pipeline.py imports it early for the same reason.
 
 
 class _ToPrefect(logging.Handler):

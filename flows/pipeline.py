@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import art  # noqa: F401  (see the note below)
+import art  # noqa: F401  (see the note below; distributed: flows/_prefect.py)
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
