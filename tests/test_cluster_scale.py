@@ -27,6 +27,7 @@ import pytest
 
 from storage.catalog import RunCatalog
 from storage.tables import read_table
+from tests.fixtures.moto_s3 import wait_for_port
 from tests.test_pipeline_e2e import ALL, ran, tiny
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,15 +129,7 @@ def cluster(tmp_path_factory):
             [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard",
              "--dashboard-address", "127.0.0.1:0"],  # its HTTP server: a free port, local only
             cwd=REPO, env=env, stdout=files[-1], stderr=subprocess.STDOUT)
-        t0 = time.time()
-        while True:
-            assert scheduler.poll() is None, (logs / "scheduler.log").read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.time() - t0 < 120, "the dask scheduler did not start listening"
-                time.sleep(0.2)
+        wait_for_port(scheduler, port, logs / "scheduler.log", 120, "the dask scheduler")
         for i in range(2):
             files.append(open(logs / f"worker-{i}.log", "wb"))
             workers.append(subprocess.Popen(
