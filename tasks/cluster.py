@@ -8,11 +8,49 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 log = logging.getLogger("actscan")
+SCRATCH_PREFIX = "actscan-dask-"
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_stale_scratch(tmp: str | None = None) -> int:
+    """Remove ``<tmp>/actscan-dask-<pid>-*`` folders whose process no longer runs (left by a
+    killed command: SIGKILL gives no chance to clean up). Returns how many were removed."""
+    removed = 0
+    for path in Path(tmp or tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = path.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and path.is_dir() and not _pid_running(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += not path.exists()
+    return removed
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[str]:
+    """A private Dask local directory ``<tmp>/actscan-dask-<pid>-XXXX`` (spill files, worker
+    space) instead of ``/tmp/dask-scratch-space``, removed on exit; stale ones of killed
+    processes are swept first, so no ``actscan-dask-*`` folder outlives its command."""
+    sweep_stale_scratch()
+    path = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -35,15 +73,15 @@ def dask_client(address: str | None = None, n_workers: int = 2,
         finally:
             client.close()
         return
-    scratch = tempfile.mkdtemp(prefix="actscan-dask-")
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                           processes=True, memory_limit=memory_limit, dashboard_address=":0",
-                           local_directory=scratch, silence_logs=logging.ERROR)
-    client = Client(cluster)
-    log.info("started a local Dask cluster: %d worker processes", n_workers)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
-        shutil.rmtree(scratch, ignore_errors=True)  # no actscan-dask-* folder left behind
+    with scratch_dir() as scratch:
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                               processes=True, memory_limit=memory_limit,
+                               dashboard_address=":0", local_directory=scratch,
+                               silence_logs=logging.ERROR)
+        client = Client(cluster)
+        log.info("started a local Dask cluster: %d worker processes", n_workers)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()

@@ -44,8 +44,6 @@ import io
 import logging
 import os
 import re
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -1093,15 +1091,13 @@ def _cluster(client: Any, workers: int, in_process: bool) -> Iterator[Any]:
         return
     from distributed import Client, LocalCluster
 
-    scratch = tempfile.mkdtemp(prefix="actscan-dask-")
-    try:
-        with dask.config.set(CLUSTER_CONFIG), LocalCluster(
-            n_workers=1, threads_per_worker=max(1, workers), processes=False,
-            dashboard_address=":0", local_directory=scratch, silence_logs=logging.ERROR,
-        ) as cluster, Client(cluster) as c:
-            yield c
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    from tasks.cluster import scratch_dir
+
+    with scratch_dir() as scratch, dask.config.set(CLUSTER_CONFIG), LocalCluster(
+        n_workers=1, threads_per_worker=max(1, workers), processes=False,
+        dashboard_address=":0", local_directory=scratch, silence_logs=logging.ERROR,
+    ) as cluster, Client(cluster) as c:
+        yield c
 
 
 def _run_windowed(client: Any, fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], window: int,
