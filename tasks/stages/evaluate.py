@@ -79,6 +79,7 @@ from storage.paths import is_url, join
 from storage.tables import read_table, table_metadata, write_table
 from storage.zarr_io import open_group, read_rows
 from tasks import paper_tables as pt
+from tasks.progress import DETAIL, milestone
 from tasks.schemas_eval import (
     DETECTION_SCHEMA,
     EVAL_SCORES_SCHEMA,
@@ -488,7 +489,8 @@ def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any
         results = []
         for i, (kind, meta, fut) in enumerate(jobs, 1):
             results.append((kind, meta, fut.result()))
-            log.info("evaluate: %s %s done (%d/%d)", kind, "/".join(map(str, meta)), i, len(jobs))
+            log.info("evaluate: %s %s done (%d/%d)", kind, "/".join(map(str, meta)), i, len(jobs),
+                     extra=None if milestone(i, len(jobs), 5) else DETAIL)
     summary = _write_tables(spec, cat, results, layers, parts_dir)
     remove(parts_dir)
     summary["figures"] = draw_figures(cat)

@@ -19,6 +19,7 @@ from storage.catalog import RunCatalog
 from storage.paths import join
 from storage.tables import read_table, write_table
 from storage.zarr_io import StoreIntegrityError, open_group
+from tasks.progress import DETAIL, milestone
 from tasks.schemas import SCORES_SCHEMA
 from tasks.spec import RunSpec
 from tasks.stages.common import content_key, finish, has_recon_error, log, provenance, skip_if_done
@@ -88,7 +89,8 @@ def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any
         frames = []
         for i, ((ae, layer), fut) in enumerate(zip(jobs, futures, strict=True), 1):
             frames.append(fut.result())
-            log.info("scan: %s / %s done (%d/%d)", ae, layer, i, len(jobs))
+            log.info("scan: %s / %s done (%d/%d)", ae, layer, i, len(jobs),
+                     extra=None if milestone(i, len(jobs), 5) else DETAIL)
     order = {name: i for i, name in enumerate(layers)}
     df = pd.concat(frames, ignore_index=True)
     df.insert(0, "run_id", spec.run_id)
