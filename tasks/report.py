@@ -235,6 +235,7 @@ def report_figures(data: RunData, roc_layers: Sequence[str] = ROC_LAYERS) -> lis
     from tasks.metrics import auroc, labels_scores, roc_points
 
     figs: list[ReportFigure] = []
+    drawn_by_run = {name for name, _ in data.figure_files}  # the evaluate stage's paper figures
     scores = data.tables.get("scores")
     if scores is not None and not scores.empty and {"layer", "record_set", "score"} <= set(scores.columns):
         ae = main_autoencoder(scores)
@@ -242,6 +243,8 @@ def report_figures(data: RunData, roc_layers: Sequence[str] = ROC_LAYERS) -> lis
         layers = _layer_order(sub)
         chosen = [lay for lay in roc_layers if lay in layers] or layers[:4]
         for attack in _attacks_of(sub):
+            if f"fig3_roc_{attack}.png" in drawn_by_run:
+                continue  # the run's own Figure 3 for this attack is shown below
             curves = {}
             for lay in chosen:
                 g = sub[sub["layer"] == lay]
@@ -257,7 +260,7 @@ def report_figures(data: RunData, roc_layers: Sequence[str] = ROC_LAYERS) -> lis
                     f"Subset-scan score of each record, clean records negative, {attack} "
                     f"records positive; layers {', '.join(curves)} of {ae}.",
                     fig_roc, curves, title=f"ROC, clean vs {attack} ({ae})"))
-        if layers:
+        if layers and "fig1_score_distributions.png" not in drawn_by_run:
             figs.append(_figure(
                 "Score distributions per layer",
                 "Density of the records' subset scores per layer; the legend gives each attack's "

@@ -31,7 +31,7 @@ TINY = ["data.n_records=300", "models.autoencoder.epochs=2", "models.classifier.
         "protocol.background=60", "protocol.clean=30", "attacks.fgsm.eps=0.3",
         "attacks.bim.eps=0.3", "attacks.bim.eps_step=0.06", "attacks.bim.max_iter=5",
         "extraction.chunk_rows=10", "execution.n_workers=2", "execution.progress=false",
-        "execution.report=false"]
+        "execution.report=false", "evaluation.enabled=false"]
 ALL = ("ingest", "train", "poison", "attack", "extract", "scan", "results", "evaluate",
        "a3detect")
 

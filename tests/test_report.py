@@ -368,3 +368,19 @@ def test_a_figure_that_fails_is_a_note(tmp_path, monkeypatch) -> None:
     html = render_report(data, figs)
     assert "Score distributions per layer: not drawn: ValueError: cannot draw &lt;this&gt;" in html
     assert html.count("<img ") == 2  # the two ROC figures
+
+
+def test_figures_the_run_drew_are_not_drawn_twice(tmp_path) -> None:
+    """With the evaluate stage's Figure 1 and Figure 3 (fgsm) under runs/<run>/figures/, the
+    report shows those files and draws only the bim ROC itself."""
+    root = tmp_path / "data"
+    make_run(root, full=False)
+    data = gather_run(str(root), RUN)
+    own = [f.title for f in report_figures(data)]
+    assert {"ROC: clean vs fgsm", "ROC: clean vs bim", "Score distributions per layer"} <= set(own)
+    png = report_figures(data)[0].png
+    data.figure_files += [("fig1_score_distributions.png", png), ("fig3_roc_fgsm.png", png)]
+    titles = [f.title for f in report_figures(data)]
+    assert "ROC: clean vs bim" in titles
+    assert "ROC: clean vs fgsm" not in titles and "Score distributions per layer" not in titles
+    assert {"fig1_score_distributions.png", "fig3_roc_fgsm.png"} <= set(titles)
