@@ -27,14 +27,14 @@ def figures_command(
 
     spec = run_spec(setup, run_id, data_root)
     from storage.catalog import RunCatalog
-    from tasks.stages.evaluate import draw_figures, table_url
+    from tasks.stages.evaluate import draw_figures
 
     cat = RunCatalog.for_run(spec.run_id, spec.execution.data_root)
     from storage.fs import exists
 
-    if not exists(table_url(cat, "eval_scores")):
+    if not exists(cat.table("eval_scores")):
         _fail(f"run {spec.run_id!r} under {cat.data_root} has no evaluation tables "
-              f"({table_url(cat, 'eval_scores')}): run the evaluate stage first "
+              f"({cat.table('eval_scores')}): run the evaluate stage first "
               "(a setup with evaluation.enabled, e.g. paper-mnist)")
     paths = draw_figures(cat)
     for p in paths:

@@ -24,7 +24,11 @@ from typing import Any
 from storage.fs import exists, read_bytes, remove, write_bytes_atomic
 from storage.paths import join, resolve_data_root
 
-TABLES = ("scores", "auroc", "attacks", "training", "protocol")
+TABLES = ("scores", "auroc", "attacks", "training", "protocol",
+          # the evaluate stage (tasks/stages/evaluate.py)
+          "eval_scores", "table1", "table2", "group_scan", "group_auroc", "record_subsets",
+          # the a3detect stage (tasks/stages/a3detect.py)
+          "a3_adversarial", "a3_adversarial_scores")
 
 
 @dataclass(frozen=True)

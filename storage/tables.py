@@ -37,7 +37,9 @@ PROVENANCE_SCHEMA = pa.schema([
 SCHEMA_VERSION_KEY = "actscan.schema_version"
 
 
-def _with_provenance(table: pa.Table, provenance: Mapping[str, object]) -> pa.Table:
+def with_provenance(table: pa.Table, provenance: Mapping[str, object]) -> pa.Table:
+    """``table`` with the :data:`PROVENANCE_SCHEMA` columns appended, one value each for every
+    row (TableSchemaError naming a missing column)."""
     missing = [f.name for f in PROVENANCE_SCHEMA if f.name not in provenance]
     if missing:
         raise TableSchemaError(f"provenance lacks {missing}")
@@ -80,7 +82,7 @@ def write_table(
     """
     table = _as_table(data, schema)
     if provenance is not None:
-        table = _with_provenance(table, provenance)
+        table = with_provenance(table, provenance)
     if schema_version is not None:
         metadata = {**(metadata or {}), SCHEMA_VERSION_KEY: str(schema_version)}
     if metadata:

@@ -79,6 +79,7 @@ TABULAR_PRESETS = ("nsl-kdd", "cicids2018", "creditcard")
 RESULT_COLUMNS = ["experiment", "group", "dataset", "method", "n_known", "seed", "mu", "ap",
                   "auroc", "n_train", "n_known_drawn", "n_test", "n_test_anomalies", "seconds",
                   "target_seconds", "cached", "params", "known_draw"]
+RESULTS_SCHEMA_VERSION = 2  # 2: provenance columns on every row (storage.tables.PROVENANCE_SCHEMA)
 SUMMARY_COLUMNS = ["experiment", "method", "n_known", "seeds", "ap_mean", "ap_std",
                    "auroc_mean", "auroc_std", "mu"]
 # What was trained in this process (tests count trainings with it).
@@ -878,26 +879,88 @@ def _row_key(df: Any) -> Any:
             + df["mu"].fillna(-1.0).round(6).astype(str))
 
 
-def write_results(data_root: str, rows: Sequence[Mapping[str, Any]],
-                  merge: bool = True) -> tuple[str, Any]:
-    """Write the rows to ``<root>/runs/a3/tables/a3_results.parquet`` (atomically); with
-    ``merge`` keep earlier rows of other cells (a cell = experiment, method, known, seed, mu;
-    this run's rows replace earlier ones of the same cell). Returns (url, full frame)."""
+def row_provenance(data_root: str, dataset: str, params: str,
+                   created: Any = None, known_code: bool = True) -> dict[str, Any]:
+    """The provenance columns of a result row of ``dataset`` fitted with ``params`` (the row's
+    JSON): the data set's fingerprint, the weights sha256 of the target / VAE checkpoints the
+    fit used, the parameters' content key. ``known_code=False`` (a row written before rows
+    carried provenance): version and commit "" and time null, as they are not known."""
+    from storage.checkpoints import read_checkpoint_config
+    from tasks.provenance import provenance_columns
+
+    p = json.loads(params)
+    version = str(p.get("settings", {}).get("version", "v1"))
+    models = {}
+    for kind in ("target", "vae"):
+        if p.get(kind):
+            stem = _a3_dir(data_root, "models", f"{kind}-{dataset}-{p[kind]}")
+            models[kind] = (read_checkpoint_config(stem).get("weights_sha256", "")
+                            if _exists(f"{stem}.json") else "")
+    prov = provenance_columns("a3", f"{dataset}/{version}",
+                              load_data(data_root, dataset, version).fingerprint, models,
+                              _sha(p), created)
+    if not known_code:
+        prov.update(prov_actscan_version="", prov_git_commit="", prov_created_utc=None)
+    return prov
+
+
+def _with_row_provenance(data_root: str, df: Any, known_code: bool) -> Any:
+    """``df`` with the provenance columns filled where missing (one lookup per distinct
+    dataset and parameters)."""
     import pandas as pd
 
+    from storage.tables import PROVENANCE_SCHEMA
+
+    names = PROVENANCE_SCHEMA.names
+    if set(names) <= set(df.columns) and not df[names[0]].isna().any():
+        return df
+    df = df.copy()
+    for c in names:
+        if c not in df.columns:
+            df[c] = None
+    todo = df[names[0]].isna()
+    cache: dict[tuple[str, str], dict[str, Any]] = {}
+    for i in df.index[todo]:
+        k = (str(df.at[i, "dataset"]), str(df.at[i, "params"]))
+        if k not in cache:
+            cache[k] = row_provenance(data_root, *k, known_code=known_code)
+        for c in names:
+            df.at[i, c] = cache[k][c]
+    df["prov_created_utc"] = pd.to_datetime(df["prov_created_utc"], utc=True)
+    return df
+
+
+def write_results(data_root: str, rows: Sequence[Mapping[str, Any]],
+                  merge: bool = True) -> tuple[str, Any]:
+    """Write the rows to ``<root>/runs/a3/tables/a3_results.parquet`` (atomically), each with
+    its provenance columns (schema version 2); with ``merge`` keep earlier rows of other cells
+    (a cell = experiment, method, known, seed, mu; this run's rows replace earlier ones of the
+    same cell; earlier rows written without provenance get it filled, version and time left
+    unknown). Returns (url, full frame)."""
+    import pandas as pd
+    import pyarrow as pa
+
     from storage.paths import ensure_local_dir
-    from storage.tables import read_table, write_table
+    from storage.tables import PROVENANCE_SCHEMA, read_table, write_table
 
     url = results_url(data_root)
-    df = results_frame(rows)
+    df = _with_row_provenance(data_root, results_frame(rows), known_code=True)
     if merge and _exists(url):
         old = read_table(url)
         old = old[~_row_key(old).isin(set(_row_key(df)))]
-        df = pd.concat([old[RESULT_COLUMNS], df], ignore_index=True)
+        old = _with_row_provenance(data_root, old, known_code=False)
+        df = pd.concat([old[df.columns], df], ignore_index=True)
     df = df.sort_values(["experiment", "method", "n_known", "mu", "seed"],
                         na_position="first", kind="stable").reset_index(drop=True)
     ensure_local_dir(_a3_dir(data_root, "tables"))
-    write_table(df, url, metadata={"a3_columns": ",".join(RESULT_COLUMNS)})
+    df = df[[*RESULT_COLUMNS, *PROVENANCE_SCHEMA.names]]
+    df["prov_created_utc"] = pd.to_datetime(df["prov_created_utc"], utc=True).dt.floor("s")
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    i = table.schema.get_field_index("prov_created_utc")
+    when = PROVENANCE_SCHEMA.field("prov_created_utc")
+    table = table.set_column(i, when, table.column(i).cast(when.type))
+    write_table(table, url, metadata={"a3_columns": ",".join(RESULT_COLUMNS)},
+                schema_version=RESULTS_SCHEMA_VERSION)
     return url, df
 
 

@@ -515,23 +515,16 @@ def load_scorer(data_root: str | None, name: str = DEFAULT_SCORER) -> IdsScorer:
     scaler = MinMaxScaler(min_=np.asarray(sc["min"], np.float64), max_=np.asarray(sc["max"], np.float64))
     cats = [float(v) for v in prep["encoder"]["categories"]["Protocol"]]
     alarm = load_model(join(url, "alarm")) if meta.get("a3") else None
-    import importlib.metadata as md
+    from tasks.provenance import provenance_columns
 
-    from tasks.stages.common import _git_commit
-
-    try:
-        ver = md.version("actscan")
-    except md.PackageNotFoundError:
-        ver = "unknown"
     models = {"autoencoder": meta["autoencoder"]["weights_sha256"],
               "scanner.npz": meta["files"]["scanner.npz"]}
     if alarm is not None:
         models["alarm"] = meta["files"]["alarm.pt"]
-    prov = {"prov_setup": f"scoring/{meta['name']}",
-            "prov_dataset": f"{meta['dataset']['name']}/{meta['dataset']['version']}",
-            "prov_dataset_sha": meta["dataset"]["fingerprint"],
-            "prov_models": json.dumps(models, sort_keys=True), "prov_params_sha": meta["key"],
-            "prov_actscan_version": ver, "prov_git_commit": _git_commit()}
+    prov = provenance_columns(f"scoring/{meta['name']}",
+                              f"{meta['dataset']['name']}/{meta['dataset']['version']}",
+                              meta["dataset"]["fingerprint"], models, meta["key"])
+    del prov["prov_created_utc"]  # stamped per batch when the rows are written
     scorer = IdsScorer(url, meta, model, scanner, list(meta["layers"]), scaler, cats,
                        arrays["calibration_scores"], alarm, arrays.get("a3_calibration_scores"),
                        prov=prov)

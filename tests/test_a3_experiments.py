@@ -245,3 +245,35 @@ def test_experiment3_end_to_end_classifier_target(tmp_path: Path,
     assert all(bool((clf.state_dict()[k] == v).all()) for k, v in before.items())
     with pytest.raises(ValueError, match="classifier target"):
         a3x.run_experiment("3a", root, n_known=20, seed=2409, methods=["ae"], settings=TINY3)
+
+
+def test_result_rows_carry_their_provenance_and_old_rows_get_it_filled(
+        tmp_path: Path, sources: dict[str, str]) -> None:
+    from storage.checkpoints import read_checkpoint_config
+    from storage.tables import PROVENANCE_SCHEMA, read_table, table_metadata, write_table
+    from tasks.provenance import code_version
+
+    root = _root(tmp_path, sources, ("nsl-kdd",))
+    rows = a3x.run_experiment("1c", root, n_known=5, seed=2409, methods=["a3", "iforest"],
+                              settings=TINY)
+    # a table as written before rows carried provenance: the iforest row only
+    old = a3x.results_frame([r for r in rows if r["method"] == "iforest"])
+    Path(a3x.results_url(root)).parent.mkdir(parents=True, exist_ok=True)
+    write_table(old, a3x.results_url(root))
+    url, _ = a3x.write_results(root, [r for r in rows if r["method"] == "a3"], merge=True)
+    t = read_table(url).set_index("method")
+    assert table_metadata(url)["actscan.schema_version"] == "2"
+    assert set(PROVENANCE_SCHEMA.names) <= set(t.columns) and len(t) == 2
+    fp = a3x.load_data(root, "nsl-kdd").fingerprint
+    assert (t["prov_dataset_sha"] == fp).all() and (t["prov_dataset"] == "nsl-kdd/v1").all()
+    assert (t["prov_setup"] == "a3").all() and t["prov_params_sha"].str.len().gt(0).all()
+    target = json.loads(t.at["a3", "params"])["target"]
+    stem = a3x._a3_dir(root, "models", f"target-nsl-kdd-{target}")
+    assert json.loads(t.at["a3", "prov_models"]) == {
+        "target": read_checkpoint_config(stem)["weights_sha256"]}
+    assert json.loads(t.at["iforest", "prov_models"]) == {}
+    version, commit = code_version()
+    assert (t.at["a3", "prov_actscan_version"], t.at["a3", "prov_git_commit"]) == (version, commit)
+    assert pd.notna(t.at["a3", "prov_created_utc"])
+    # the older row: what can be known is filled, version and time are not invented
+    assert t.at["iforest", "prov_actscan_version"] == "" and pd.isna(t.at["iforest", "prov_created_utc"])

@@ -157,7 +157,8 @@ def test_layer_helpers_and_group_pool_check() -> None:
 def test_disabled_evaluation_returns_at_once(tmp_path) -> None:
     from tasks.stages import evaluate
 
-    spec = load_setup("embedded-mnist", [f"execution.data_root={tmp_path / 'none'}"])
+    spec = load_setup("embedded-mnist", [f"execution.data_root={tmp_path / 'none'}",
+                                          "evaluation.enabled=false"])
     out = evaluate.run(spec, RunCatalog.for_run(spec.run_id, spec.execution.data_root))
     assert out["skipped"] and "enabled" in out["reason"]
     assert not (tmp_path / "none").exists()
@@ -322,6 +323,17 @@ def test_figures_command_redraws_from_the_tables(evaluated) -> None:
     assert missing.exit_code == 2 and "has no evaluation tables" in missing.output
 
 
+def test_every_table_carries_its_provenance(evaluated, a3detected) -> None:
+    from storage.datasets import open_dataset
+    from tasks.stages.common import dataset_version
+    from tests.fixtures.provenance import assert_provenance
+
+    spec, cat, _, out, _ = evaluated
+    sha = open_dataset(cat.data_root, "mnist-embedded", dataset_version(spec)).attrs["fingerprint"]
+    for url in [*out["tables"].values(), *(cat.table(n) for n in A3_TABLES)]:
+        assert_provenance(cat, url, "autoencoder", "embedded-mnist", sha)
+
+
 def test_a_second_run_skips(evaluated) -> None:
     from tasks.stages import evaluate
 
@@ -432,11 +444,13 @@ def test_a3detect_same_seed_same_table(a3detected) -> None:
     spec, cat, _, _, _, t = a3detected
     again = a3detect.run(spec, cat, force=True)
     assert not again.get("skipped")
+    when = ["prov_created_utc"]  # the one column that differs between two identical runs
     pd.testing.assert_frame_equal(
-        read_table(again["tables"]["a3_adversarial"]).drop(columns="fit_seconds"),
-        t["a3_adversarial"].drop(columns="fit_seconds"))
-    pd.testing.assert_frame_equal(read_table(again["tables"]["a3_adversarial_scores"]),
-                                  t["a3_adversarial_scores"])
+        read_table(again["tables"]["a3_adversarial"]).drop(columns=["fit_seconds", *when]),
+        t["a3_adversarial"].drop(columns=["fit_seconds", *when]))
+    pd.testing.assert_frame_equal(
+        read_table(again["tables"]["a3_adversarial_scores"]).drop(columns=when),
+        t["a3_adversarial_scores"].drop(columns=when))
     key = a3detect.stage_key(spec, cat)[0]
     assert a3detect.stage_key(_a3_spec(cat.data_root, "a3detect.seed=7"), cat)[0] != key
     # nothing of evaluation is in the key (and a3detect is nothing of evaluate's)
@@ -511,6 +525,7 @@ def test_a3detect_off_by_default_on_in_the_paper_presets(tmp_path) -> None:
         assert a.enabled and (a.epochs, a.mu, a.lr, a.batch_size, a.alarm_hidden, a.seed) == (
             10, 0.1, 1e-5, 256, [1000, 500, 200, 75], None)
     with pytest.raises(SpecError, match="a3detect"):
-        load_setup("embedded-mnist", ["a3detect.enabled=true", "extraction.model=classifier"])
+        load_setup("embedded-mnist", ["a3detect.enabled=true", "extraction.model=classifier",
+                                      "evaluation.enabled=false"])
     with pytest.raises(SpecError, match=r"a3detect\.epochs"):
         load_setup("embedded-mnist", ["a3detect.epochs=0"])

@@ -99,27 +99,14 @@ def test_scores_table(run) -> None:
 
 
 def test_every_row_carries_its_provenance(run) -> None:
-    import json
-    import subprocess
-
-    from storage.checkpoints import read_checkpoint_config
-    from storage.tables import table_metadata
+    from tests.fixtures.provenance import assert_provenance
 
     spec, _ = run
     cat = RunCatalog.for_run(spec.run_id, spec.execution.data_root)
     ds = open_dataset(cat.data_root, "mnist-embedded", dataset_version(spec))
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
     for name, model in (("scores", "autoencoder"), ("auroc", "autoencoder"),
                         ("attacks", "classifier"), ("training", "classifier")):
-        t = read_table(cat.table(name))
-        assert table_metadata(cat.table(name))["actscan.schema_version"] == "2"
-        assert (t["prov_setup"] == "embedded-mnist").all()
-        assert (t["prov_dataset_sha"] == ds.attrs["fingerprint"]).all()
-        sha = read_checkpoint_config(cat.model(model))["weights_sha256"]
-        assert t["prov_models"].map(lambda s, m=model: json.loads(s).get(m)).eq(sha).any()
-        assert t["prov_params_sha"].str.len().gt(0).all() and t["prov_created_utc"].notna().all()
-        assert (t["prov_git_commit"] == head).all() and t["prov_actscan_version"].iloc[0]
+        assert_provenance(cat, cat.table(name), model, "embedded-mnist", ds.attrs["fingerprint"])
 
 
 def test_auroc_table_and_attacks_table(run) -> None:

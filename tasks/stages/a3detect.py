@@ -42,7 +42,6 @@ import pandas as pd
 
 from storage.attack_store import attack_key
 from storage.catalog import RunCatalog
-from storage.paths import join
 from storage.tables import read_table, write_table
 from tasks.schemas_eval import A3_ADVERSARIAL_SCHEMA, A3_ADVERSARIAL_SCORES_SCHEMA
 from tasks.spec import RunSpec
@@ -55,6 +54,7 @@ from tasks.stages.common import (
     finish,
     log,
     open_run_dataset,
+    provenance,
     record_rows,
     skip_if_done,
     weights_sha,
@@ -64,12 +64,9 @@ STAGE = "a3detect"
 DETECTOR = "a3"
 TABLE = "a3_adversarial"
 SCORES_TABLE = "a3_adversarial_scores"
+SCHEMA_VERSION = 2  # 2: provenance columns on every row (storage.tables.PROVENANCE_SCHEMA)
 CLEAN = "clean"
 ANOMALY = "gaussian N(0.5, 1)"
-
-
-def table_url(cat: RunCatalog, name: str) -> str:
-    return join(cat.run_dir, "tables", f"{name}.parquet")
 
 
 def alarm_params(spec: RunSpec) -> dict[str, Any]:
@@ -136,7 +133,7 @@ def a3_task(model_stem: str, dataset_url: str, attacks_url: str, background_rows
 # ----------------------------------------------------------------------------------- stage
 def _verify(cat: RunCatalog) -> None:
     for name in (TABLE, SCORES_TABLE):
-        read_table(table_url(cat, name), columns=["run_id"])
+        read_table(cat.table(name), columns=["run_id"])
 
 
 def stage_key(spec: RunSpec, cat: RunCatalog) -> tuple[str, dict[str, Any]]:
@@ -188,7 +185,7 @@ def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any
             info = results[ae][1]
             log.info("a3detect: %s fitted in %.1f s (%d epochs, last loss %.4g) (%d/%d)", ae,
                      info["fit_seconds"], info["epochs_run"], info["train_loss"], i, len(futures))
-    summary = _write_tables(spec, cat, results, params, attacks, dataset_url)
+    summary = _write_tables(spec, cat, results, params, attacks, dataset_url, key)
     summary["fits"] = {ae: info for ae, (_, info) in results.items()}
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     return finish(cat, STAGE, key, summary)
@@ -223,7 +220,8 @@ def adversarial_table(scores: pd.DataFrame, attacks: list[str]) -> pd.DataFrame:
 
 def _write_tables(spec: RunSpec, cat: RunCatalog,
                   results: dict[str, tuple[pd.DataFrame, dict[str, Any]]],
-                  params: dict[str, Any], attacks: list[str], dataset_url: str) -> dict[str, Any]:
+                  params: dict[str, Any], attacks: list[str], dataset_url: str,
+                  key: str) -> dict[str, Any]:
     frames = []
     for ae, (df, _) in results.items():
         frames.append(df.assign(autoencoder=ae, detector=DETECTOR))
@@ -247,12 +245,15 @@ def _write_tables(spec: RunSpec, cat: RunCatalog,
     table["train_loss"] = table["autoencoder"].map({ae: float(i["train_loss"])
                                                     for ae, (_, i) in results.items()})
     table = table[A3_ADVERSARIAL_SCHEMA.names]
-    out = {TABLE: table_url(cat, TABLE), SCORES_TABLE: table_url(cat, SCORES_TABLE)}
+    out = {TABLE: cat.table(TABLE), SCORES_TABLE: cat.table(SCORES_TABLE)}
     meta = {"dataset_url": dataset_url, "attacks_url": cat.attacks,
             "models": json.dumps({ae: weights_sha(cat, ae) for ae in results}, sort_keys=True),
             "attacks": json.dumps(attacks)}
-    write_table(scores, out[SCORES_TABLE], A3_ADVERSARIAL_SCORES_SCHEMA, metadata=meta)
-    write_table(table, out[TABLE], A3_ADVERSARIAL_SCHEMA, metadata=meta)
+    versioned = {"provenance": provenance(spec, cat, sorted(results), key),
+                 "schema_version": SCHEMA_VERSION}
+    write_table(scores, out[SCORES_TABLE], A3_ADVERSARIAL_SCORES_SCHEMA, metadata=meta,
+                **versioned)
+    write_table(table, out[TABLE], A3_ADVERSARIAL_SCHEMA, metadata=meta, **versioned)
     cols = ["autoencoder", "attack", "auroc", "auroc_low", "auroc_high", "ap", "n_clean",
             "n_noised", "fit_seconds"]
     return {"tables": out, "rows": {TABLE: len(table), SCORES_TABLE: len(scores)},

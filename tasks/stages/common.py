@@ -270,35 +270,11 @@ def write_history(cat: RunCatalog, model: str, history: list[dict[str, float]],
 
 
 # ----------------------------------------------------------------------------- provenance
-def _git_commit() -> str:
-    import subprocess
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[2]
-    if not (repo / ".git").exists():
-        return ""
-    try:
-        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
-
-
-_COMMIT: list[str] = []
-
-
 def provenance(spec: RunSpec, cat: RunCatalog, models: list[str], params_key: str) -> dict[str, Any]:
-    """The provenance columns of a result table written now (storage.tables.PROVENANCE_SCHEMA)."""
-    import datetime as dt
-    from importlib.metadata import PackageNotFoundError, version
+    """The provenance columns of a result table written now (storage.tables.PROVENANCE_SCHEMA):
+    ``models`` are named with their weights sha256 ("" for one without a checkpoint)."""
+    from tasks.provenance import provenance_columns
 
-    if not _COMMIT:
-        _COMMIT.append(_git_commit())
-    try:
-        ver = version("actscan")
-    except PackageNotFoundError:
-        ver = "unknown"
     ds = open_run_dataset(spec, cat)
     shas = {}
     for m in models:
@@ -306,8 +282,5 @@ def provenance(spec: RunSpec, cat: RunCatalog, models: list[str], params_key: st
             shas[m] = weights_sha(cat, m)
         except FileNotFoundError:
             shas[m] = ""
-    return {"prov_setup": spec.setup, "prov_dataset": f"{spec.data.dataset}/{dataset_version(spec)}",
-            "prov_dataset_sha": dataset_fingerprint(ds), "prov_models": json.dumps(shas, sort_keys=True),
-            "prov_params_sha": params_key, "prov_actscan_version": ver,
-            "prov_git_commit": _COMMIT[0],
-            "prov_created_utc": dt.datetime.now(dt.UTC).replace(microsecond=0)}
+    return provenance_columns(spec.setup, f"{spec.data.dataset}/{dataset_version(spec)}",
+                              dataset_fingerprint(ds), shas, params_key)

@@ -76,7 +76,14 @@ import pyarrow.parquet as pq
 from storage.catalog import RunCatalog
 from storage.fs import exists, remove, write_with
 from storage.paths import is_url, join
-from storage.tables import read_table, table_metadata, write_table
+from storage.tables import (
+    PROVENANCE_SCHEMA,
+    SCHEMA_VERSION_KEY,
+    read_table,
+    table_metadata,
+    with_provenance,
+    write_table,
+)
 from storage.zarr_io import open_group, read_rows
 from tasks import paper_tables as pt
 from tasks.progress import DETAIL, milestone
@@ -94,6 +101,7 @@ from tasks.stages.common import (
     dataset_version,
     finish,
     log,
+    provenance,
     skip_if_done,
     take_rows,
 )
@@ -101,6 +109,7 @@ from tasks.stages.extract import extraction_layers, record_sets, require_groups,
 from tasks.stages.scan import scan_layers
 
 STAGE = "evaluate"
+SCHEMA_VERSION = 2  # 2: provenance columns on every row (storage.tables.PROVENANCE_SCHEMA)
 FIG2_LAYER = "conv2d_1"
 FIG3_LAYERS = ("conv2d_1", "max_pool_1", "recon_error")
 FIG5_PER_SET = 3
@@ -109,10 +118,6 @@ PVALUE_BYTES = 32 << 20       # p-value blocks of the subset extraction (~32 byt
 
 
 # ---------------------------------------------------------------------------- layout, spec
-def table_url(cat: RunCatalog, name: str) -> str:
-    return join(cat.run_dir, "tables", f"{name}.parquet")
-
-
 def figures_url(cat: RunCatalog) -> str:
     return join(cat.run_dir, "figures")
 
@@ -396,7 +401,7 @@ def _verify(cat: RunCatalog) -> None:
                          ("eval_scores", EVAL_SCORES_SCHEMA), ("group_scan", GROUP_SCAN_SCHEMA),
                          ("group_auroc", GROUP_AUROC_SCHEMA),
                          ("record_subsets", RECORD_SUBSETS_SCHEMA)):
-        read_table(table_url(cat, name), columns=[schema.names[0]])
+        read_table(cat.table(name), columns=[schema.names[0]])
 
 
 def _check_inputs(spec: RunSpec, cat: RunCatalog,
@@ -491,7 +496,7 @@ def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any
             results.append((kind, meta, fut.result()))
             log.info("evaluate: %s %s done (%d/%d)", kind, "/".join(map(str, meta)), i, len(jobs),
                      extra=None if milestone(i, len(jobs), 5) else DETAIL)
-    summary = _write_tables(spec, cat, results, layers, parts_dir)
+    summary = _write_tables(spec, cat, results, layers, parts_dir, key)
     remove(parts_dir)
     summary["figures"] = draw_figures(cat)
     summary["group_cells_left_out"] = {f"{ae}/{att}": sorted(set(ev.group_proportions) - set(p))
@@ -503,7 +508,8 @@ def run(spec: RunSpec, cat: RunCatalog, *, force: bool = False) -> dict[str, Any
 
 
 def _write_tables(spec: RunSpec, cat: RunCatalog, results: list[tuple[str, tuple, Any]],
-                  layers: list[str], parts_dir: str) -> dict[str, Any]:
+                  layers: list[str], parts_dir: str, key: str) -> dict[str, Any]:
+    """Every table of the stage, each row with the provenance columns (schema version 2)."""
     ev = spec.evaluation
     frames, groups, fisher = [], [], []
     params: dict[tuple[str, str, str], str] = {}
@@ -537,14 +543,16 @@ def _write_tables(spec: RunSpec, cat: RunCatalog, results: list[tuple[str, tuple
     scores = pd.concat(frames, ignore_index=True)
     scores["subset_size"] = scores["subset_size"].astype("Int64")
     scores.insert(0, "run_id", spec.run_id)
-    out = {n: table_url(cat, n) for n in ("eval_scores", "table1", "table2", "group_scan",
+    out = {n: cat.table(n) for n in ("eval_scores", "table1", "table2", "group_scan",
                                           "group_auroc", "record_subsets")}
     meta = {"dataset_url": cat.dataset(spec.data.dataset, dataset_version(spec)),
             "attacks_url": cat.attacks, "activations_url": cat.activations,
             "primary_score": primary_score(spec), "main_autoencoder": AUTOENCODER,
             "layers": json.dumps(layers), "attacks": json.dumps(spec.attacks.names()),
             "group_layers": json.dumps(list(ev.group_layers))}
-    write_table(scores, out["eval_scores"], EVAL_SCORES_SCHEMA, metadata=meta)
+    prov = provenance(spec, cat, sorted({m[0] for _, m, _ in results}), key)
+    versioned = {"provenance": prov, "schema_version": SCHEMA_VERSION}
+    write_table(scores, out["eval_scores"], EVAL_SCORES_SCHEMA, metadata=meta, **versioned)
 
     det = pt.detection_table(scores, method=ev.ci, n_boot=ev.n_boot, seed=spec.seed)
     det.insert(0, "run_id", spec.run_id)
@@ -557,20 +565,20 @@ def _write_tables(spec: RunSpec, cat: RunCatalog, results: list[tuple[str, tuple
                           ignore_index=True, na_position="first")
     table1 = det[~det["detector"].isin(pt.RECON_DETECTORS)].reset_index(drop=True)
     table2 = pt.table2_rows(det)
-    write_table(table1, out["table1"], DETECTION_SCHEMA)
-    write_table(table2, out["table2"], DETECTION_SCHEMA)
+    write_table(table1, out["table1"], DETECTION_SCHEMA, **versioned)
+    write_table(table2, out["table2"], DETECTION_SCHEMA, **versioned)
 
     group = (pd.concat(groups, ignore_index=True) if groups else
              pd.DataFrame(columns=GROUP_SCAN_SCHEMA.names[1:]))
     group.insert(0, "run_id", spec.run_id)
-    write_table(group, out["group_scan"], GROUP_SCAN_SCHEMA)
+    write_table(group, out["group_scan"], GROUP_SCAN_SCHEMA, **versioned)
     ga = pt.group_auroc_table(group, ev.ci, ev.n_boot, spec.seed)[GROUP_AUROC_SCHEMA.names[1:]]
     ga.insert(0, "run_id", spec.run_id)
-    write_table(ga, out["group_auroc"], GROUP_AUROC_SCHEMA)
+    write_table(ga, out["group_auroc"], GROUP_AUROC_SCHEMA, **versioned)
 
     parts = [join(parts_dir, f"{ae}--{lay}.parquet") for ae in sorted({m[0] for _, m, _ in results})
              for lay in subset_layers(spec)]
-    n_subsets = _merge_parts(parts, out["record_subsets"])
+    n_subsets = _merge_parts(parts, out["record_subsets"], prov)
     t2 = table2[table2["autoencoder"] == AUTOENCODER]
     return {"tables": out,
             "rows": {"eval_scores": len(scores), "table1": len(table1), "table2": len(table2),
@@ -588,21 +596,24 @@ def _open_binary(url: str) -> Any:
     return open(url, "rb")
 
 
-def _merge_parts(parts: list[str], url: str) -> int:
+def _merge_parts(parts: list[str], url: str, prov: dict[str, Any]) -> int:
     """Stream the per-(autoencoder, layer) parts into one Parquet table, row group by row
-    group (bounded memory), atomically. Returns the number of rows."""
+    group (bounded memory), atomically, each row with the provenance ``prov``. Returns the
+    number of rows."""
     n = 0
+    schema = pa.schema([*RECORD_SUBSETS_SCHEMA, *PROVENANCE_SCHEMA]).with_metadata(
+        {SCHEMA_VERSION_KEY: str(SCHEMA_VERSION)})
 
     def writer(fh: Any) -> None:
         nonlocal n
-        with pq.ParquetWriter(fh, RECORD_SUBSETS_SCHEMA, compression="zstd") as w:
+        with pq.ParquetWriter(fh, schema, compression="zstd") as w:
             for p in parts:
                 with _open_binary(p) as src:
                     pf = pq.ParquetFile(src)
                     for i in range(pf.num_row_groups):
-                        t = pf.read_row_group(i).cast(RECORD_SUBSETS_SCHEMA)
+                        t = with_provenance(pf.read_row_group(i).cast(RECORD_SUBSETS_SCHEMA), prov)
                         n += t.num_rows
-                        w.write_table(t)
+                        w.write_table(t.replace_schema_metadata(schema.metadata))
     write_with(url, writer)
     return n
 
@@ -643,7 +654,7 @@ def _fig5_inputs(cat: RunCatalog, meta: dict[str, str], main: str,
     from storage.attack_store import attack_url
     from storage.datasets import Dataset
 
-    subsets = _read_filtered(table_url(cat, "record_subsets"),
+    subsets = _read_filtered(cat.table("record_subsets"),
                              [("autoencoder", "=", main), ("layer", "=", pt.RECON_ERROR),
                               ("record", "<", FIG5_PER_SET)])
     ds = Dataset(meta["dataset_url"], open_group(meta["dataset_url"], mode="r"))
@@ -677,15 +688,15 @@ def draw_figures(cat: RunCatalog) -> list[str]:
     tables (plus the six images of Fig. 5); returns the PNG and SVG paths (or URLs)."""
     from tasks import figures as F
 
-    meta = table_metadata(table_url(cat, "eval_scores"))
+    meta = table_metadata(cat.table("eval_scores"))
     main, primary = meta["main_autoencoder"], meta["primary_score"]
     layers = json.loads(meta["layers"])
-    scores = _read_filtered(table_url(cat, "eval_scores"),
+    scores = _read_filtered(cat.table("eval_scores"),
                             [("autoencoder", "=", main), ("detector", "=", pt.SCAN),
                              ("score_fn", "=", primary), ("tail", "=", "upper")])
     present = set(scores["record_set"]) - {pt.CLEAN}
     attacks = [a for a in json.loads(meta["attacks"]) if a in present]
-    group = read_table(table_url(cat, "group_scan"))
+    group = read_table(cat.table("group_scan"))
     group = group[group["autoencoder"] == main]
     with _figure_dir(cat) as (d, final):
         def keep(paths: tuple[Path, Path]) -> None:
