@@ -714,8 +714,28 @@ def _register_extensions() -> None:
 _register_extensions()
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+#: typer's (vendored) click usage error: unknown option, bad value, missing argument.
+_USAGE_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv`` (default ``sys.argv[1:]``) and return the exit code. A usage
+    error (unknown option, a value not among the choices, a missing argument) is one
+    ``error: ...`` line naming the command's --help, exit 2, like every other bad input."""
+    try:
+        rv = app(args=argv, prog_name="actscan", standalone_mode=False)
+    except _USAGE_ERROR as exc:
+        where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        typer.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
+        return int(exc.exit_code)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        return 1
+    return rv if isinstance(rv, int) else 0
+
+
+def console() -> None:  # pragma: no cover - the console script (pyproject.toml)
+    sys.exit(main())
 
 
 if __name__ == "__main__":  # pragma: no cover

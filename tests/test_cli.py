@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 
+import pytest
 import typer
 import yaml
 from typer.testing import CliRunner
@@ -155,3 +156,26 @@ def test_results_reads_the_auroc_table_without_the_pipeline(tmp_path) -> None:
     assert [r[1] for r in rows] == ["conv2d_1", "conv2d_2"] and "0.750" in out.stdout
     missing = runner.invoke(app, ["results", "--data-root", str(tmp_path), "--run-id", "r2"])
     assert missing.exit_code == 2 and missing.output.startswith("error: run 'r2' has no AUROC table")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["show", "paper-table9"], "error: Invalid value for 'view'"),
+    (["run", "--nosuch"], "error: No such option: --nosuch"),
+    (["ingest"], "error: Missing argument 'dataset'."),
+])
+def test_usage_errors_are_one_line_exit_2(argv, message, capsys) -> None:
+    """The console entry point (actscan.cli:console): a usage error is one line, exit code 2,
+    naming the command's --help."""
+    from actscan.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
+    assert f"(see: actscan {argv[0]} --help)" in err
+
+
+def test_console_entry_point_help_and_success(capsys) -> None:
+    from actscan.cli import main
+
+    assert main(["--help"]) == 0 and "Usage: actscan" in capsys.readouterr().out
+    assert main(["setups"]) == 0 and "embedded-mnist" in capsys.readouterr().out
