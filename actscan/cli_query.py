@@ -13,7 +13,14 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from storage.query import QueryError, discover_tables, format_result, run_query, write_output
+from storage.query import (
+    QueryError,
+    discover_tables,
+    format_result,
+    path_pattern,
+    run_query,
+    write_output,
+)
 
 
 class OutputFormat(StrEnum):
@@ -69,7 +76,7 @@ def query_command(
 
 def tables_command(data_root: DataRootOption = None, fmt: FormatOption = OutputFormat.table,
                    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to FILE.")] = None) -> None:
-    """List the tables under the data root: rows, runs, schema version, files, unreadable files."""
+    """List the tables under the data root: path, rows, runs, schema version, files, unreadable files."""
     import pyarrow as pa
 
     try:
@@ -78,6 +85,7 @@ def tables_command(data_root: DataRootOption = None, fmt: FormatOption = OutputF
         _fail(str(exc))
     listing = pa.table({
         "table": [t.name for t in infos],
+        "path": [path_pattern(t.paths) for t in infos],
         "rows": pa.array([t.rows for t in infos], pa.int64()),
         "runs": [",".join(t.runs) for t in infos],
         "schema_version": [t.schema_version for t in infos],

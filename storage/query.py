@@ -21,7 +21,7 @@ import math
 import os
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,38 @@ class TableInfo:
     columns: tuple[str, ...] = ()
     partitioned: bool = False
     errors: tuple[tuple[str, str], ...] = ()  # (path, error) of files that cannot be read
+
+
+def _common_chars(words: Sequence[str]) -> str:
+    """The longest string every word starts with."""
+    n = 0
+    for chars in zip(*words, strict=False):
+        if len(set(chars)) != 1:
+            break
+        n += 1
+    return words[0][:n]
+
+
+def path_pattern(paths: Sequence[str]) -> str:
+    """Where a table's files are, as one glob: the path of a single file, else the common
+    path with ``*`` for every segment that differs (``.../runs/*/tables/scores.parquet``,
+    ``.../day=*/source=*/part-*.parquet``); files at different depths are joined with ``;``."""
+    if len(paths) <= 1:
+        return paths[0] if paths else ""
+    split = [p.split("/") for p in paths]
+    if len({len(s) for s in split}) != 1:
+        return ";".join(sorted(paths))
+    out = []
+    for segs in zip(*split, strict=True):
+        if len(set(segs)) == 1:
+            out.append(segs[0])
+        elif all("=" in x for x in segs) and len({x.split("=", 1)[0] for x in segs}) == 1:
+            out.append(segs[0].split("=", 1)[0] + "=*")  # a hive partition key
+        else:
+            head = _common_chars(segs)
+            tail = _common_chars([x[::-1] for x in segs])[::-1]
+            out.append(f"{head}*{tail}" if len(head) + len(tail) < min(map(len, segs)) else "*")
+    return "/".join(out)
 
 
 @dataclass

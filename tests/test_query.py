@@ -250,10 +250,11 @@ def test_cli_tables(cli: typer.Typer, root: Path, monkeypatch: pytest.MonkeyPatc
     assert res.exit_code == 0
     listing = {r["table"]: r for r in json.loads(res.stdout)}
     assert listing["scores"]["rows"] == 5 and listing["scores"]["runs"] == "a,b"
+    assert listing["scores"]["path"] == f"{root}/runs/*/tables/scores.parquet"
     assert listing["auroc"]["unreadable"] == 1
     assert "unreadable: auroc: " in res.stderr and "runs/b/tables/auroc.parquet" in res.stderr
     res = CliRunner().invoke(cli, ["tables"])
-    assert res.exit_code == 0 and res.stdout.splitlines()[0].split()[:3] == ["table", "rows", "runs"]
+    assert res.exit_code == 0 and res.stdout.splitlines()[0].split()[:4] == ["table", "path", "rows", "runs"]
     res = CliRunner().invoke(cli, ["tables", "--data-root", str(root / "nowhere")])
     assert res.exit_code == 2 and res.stderr.startswith("error: data root ") and res.stderr.count("\n") == 1
 
@@ -291,3 +292,15 @@ def test_incompatible_schemas_are_named(tmp_path: Path) -> None:
     with pytest.raises(QueryError, match=r"^table 'scores' cannot be read: table scores: its files have incompatible"):
         run_query("select * from scores", r)
     assert run_query("select run_id from scores", r, run="a").to_pylist() == [{"run_id": "a"}]
+
+
+def test_path_pattern_names_where_the_files_are() -> None:
+    from storage.query import path_pattern
+
+    assert path_pattern(["/d/runs/a/tables/scores.parquet"]) == "/d/runs/a/tables/scores.parquet"
+    assert path_pattern(["/d/runs/a/tables/s.parquet", "/d/runs/bb/tables/s.parquet"]) == \
+        "/d/runs/*/tables/s.parquet"
+    assert path_pattern(["/d/t/day=2018-02-14/source=x/part-1.parquet",
+                         "/d/t/day=2018-02-15/source=y/part-22.parquet"]) == \
+        "/d/t/day=*/source=*/part-*.parquet"
+    assert path_pattern(["/d/a.parquet", "/d/x/a.parquet"]) == "/d/a.parquet;/d/x/a.parquet"
