@@ -33,6 +33,20 @@ def _ints(text: str, name: str) -> list[int]:
         raise typer.BadParameter(f"{name}: comma-separated integers expected, got {text!r}") from exc
 
 
+def _anomaly_weight(text: str) -> float | str:
+    """``--anomaly-weight``: "auto" or a number >= 1."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        w = float(text)
+    except ValueError:
+        w = float("nan")
+    if not 1.0 <= w < float("inf"):
+        raise typer.BadParameter(f"--anomaly-weight: a number >= 1 or 'auto' expected, got "
+                                 f"{text!r}")
+    return w
+
+
 def a3_command(
     experiments: Annotated[str, typer.Option(
         "--experiments", help="Experiment ids (1a..2f, 1g, 3a..3d, 4a..4d), comma-separated, "
@@ -64,6 +78,10 @@ def a3_command(
     epochs: Annotated[int, typer.Option("--epochs", help="Alarm network epochs (paper 60).")] = 60,
     alarm_lr: Annotated[float, typer.Option("--alarm-lr", help="Alarm Adam learning rate "
                                             "(paper 1e-5).")] = 1e-5,
+    anomaly_weight: Annotated[str, typer.Option(
+        "--anomaly-weight", help="A^3 alarm's weight w of the known anomalies' BCE terms: a "
+        "number >= 1 or 'auto' = min(100, ceil(n_normal / n_known)) (the authors' library "
+        "default; their scripts and the default here: 1).")] = "1",
     target_epochs: Annotated[int, typer.Option("--target-epochs", help="Target network epochs "
                                                "(paper 30).")] = 30,
     vae_epochs: Annotated[int, typer.Option("--vae-epochs", help="VAE epochs (experiment 4).")] = 30,
@@ -84,6 +102,7 @@ def a3_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run A^3 and its baselines on the paper's experiments; print mean ± std over seeds."""
+    weight = _anomaly_weight(anomaly_weight)
     from tasks.a3_experiments import METHODS, format_summary, parse_experiments, parse_seeds
 
     try:
@@ -111,7 +130,7 @@ def a3_command(
                   epochs=epochs, alarm_lr=alarm_lr, target_epochs=target_epochs,
                   vae_epochs=vae_epochs, classifier_epochs=classifier_epochs,
                   batch_size=batch_size, baseline_params=baseline_params,
-                  max_normal_train=max_normal_train, threads=threads,
+                  max_normal_train=max_normal_train, anomaly_weight=weight, threads=threads,
                   dask_address=dask_address, n_workers=n_workers)
     res = out["results"]
     if as_json:

@@ -47,8 +47,8 @@ def a3_flow(experiments: str | Sequence[str] = "table3",
             batch_size: int | None = None,
             baseline_params: Mapping[str, Mapping[str, Any]] | None = None,
             max_normal_train: int | None = None, version: str = "v1",
-            threads: int | None = 1, dask_address: str | None = None,
-            n_workers: int = 2) -> dict[str, Any]:
+            anomaly_weight: float | str = 1.0, threads: int | None = 1,
+            dask_address: str | None = None, n_workers: int = 2) -> dict[str, Any]:
     """Run the A^3 experiments; returns ``{"ingest", "fits", "results"}`` stage summaries."""
     logger = get_run_logger()
     exps = parse_experiments(experiments)
@@ -57,7 +57,7 @@ def a3_flow(experiments: str | Sequence[str] = "table3",
                           vae_epochs=vae_epochs, batch_size=batch_size,
                           baseline_params=dict(baseline_params or {}),
                           max_normal_train=max_normal_train, version=version,
-                          classifier_epochs=classifier_epochs)
+                          classifier_epochs=classifier_epochs, anomaly_weight=anomaly_weight)
     out: dict[str, Any] = {}
     if sources:
         out["ingest"] = INGEST(data_root, dict(sources), version)

@@ -51,6 +51,7 @@ import io
 import json
 import logging
 import math
+import numbers
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -214,7 +215,10 @@ class A3Settings:
     used only when stated); the VAE anomaly network always trains on all of them.
     ``classifier_epochs``: the classifier target of experiment 3 (the Keras mnist_cnn example:
     12 epochs, Adadelta 1.0, batch 128); ``alarm_hidden``: alarm widths (None: the paper's
-    1000-500-200-75; smaller only for tests).
+    1000-500-200-75; smaller only for tests). ``anomaly_weight``: the A^3 alarm's weight w of
+    the known anomalies' BCE terms (:class:`~tasks.detectors.a3.A3Detector`; a number >= 1 or
+    "auto" = min(100, ceil(n_normal / n_known))); left out of :meth:`as_dict` (and so of every
+    cache key) at its default 1.
     """
 
     mu: float = 0.1
@@ -229,6 +233,13 @@ class A3Settings:
     version: str = "v1"
     classifier_epochs: int = 12
     alarm_hidden: tuple[int, ...] | None = None
+    anomaly_weight: float | str = 1.0
+
+    def __post_init__(self) -> None:
+        w = self.anomaly_weight
+        if not (w == "auto" if isinstance(w, str) else
+                isinstance(w, numbers.Real) and not isinstance(w, bool) and 1 <= w < math.inf):
+            raise ValueError(f"anomaly_weight must be a number >= 1 or 'auto', got {w!r}")
 
     def batch_for(self, dataset: str) -> int:
         if self.batch_size is not None:
@@ -238,7 +249,13 @@ class A3Settings:
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["baseline_params"] = {k: dict(v) for k, v in self.baseline_params.items()}
+        if _default_weight(self.anomaly_weight):  # keys of runs before the weight unchanged
+            del d["anomaly_weight"]
         return d
+
+
+def _default_weight(w: float | str) -> bool:
+    return not isinstance(w, str) and w == 1
 
 
 def _sha(obj: Any, n: int = 16) -> str:
@@ -556,6 +573,9 @@ def _method_params(method: str, seed: int, dataset: str, settings: A3Settings) -
                 "batch_size": settings.batch_for(dataset), "seed": int(seed)}
         if settings.alarm_hidden is not None:
             base["alarm_hidden"] = [int(h) for h in settings.alarm_hidden]
+        if not _default_weight(settings.anomaly_weight):  # in the fit's cache key only then
+            w = settings.anomaly_weight
+            base["anomaly_weight"] = w if isinstance(w, str) else float(w)
     elif method == "ae":
         base = {"error": "squared"}
     elif method == "iforest":
@@ -686,6 +706,8 @@ def group_test_scores(data_root: str, exp_id: str, method: str, n_known: int, se
         params = {**params, "anomaly": "vae" if needs_vae else "gaussian",
                   "final_train_loss": det.history_[-1]["train_loss"] if det.history_ else None,
                   "counterexamples": getattr(det, "counterexample_check_", None)}
+        if "anomaly_weight" in params or det.anomaly_weight_ != 1.0:
+            params["anomaly_weight"] = det.anomaly_weight_  # "auto" resolved
     meta = {"key": key, "content": content, "params": params, "known_draw": record,
             "n_train": len(X), "n_known_drawn": len(known),
             "seconds": round(seconds, 2),

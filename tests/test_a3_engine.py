@@ -14,7 +14,13 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from storage.checkpoints import TrainingState
-from tasks.detectors.a3 import CHECK_ROWS, A3Detector, a3_loss, epoch_batches
+from tasks.detectors.a3 import (
+    CHECK_ROWS,
+    A3Detector,
+    a3_loss,
+    auto_anomaly_weight,
+    epoch_batches,
+)
 from tasks.detectors.known_anomalies import draw_known
 from tasks.models.alarm import ALARM_HIDDEN, AlarmNetwork, TargetActivations, alarm_layers
 from tasks.models.anomaly import GaussianNoise, VAEAnomaly
@@ -166,6 +172,33 @@ def test_loss_on_a_hand_checkable_batch() -> None:
     assert float(a3_loss(logits, torch.tensor([0, 1]), None, 0.1)) == pytest.approx((ln2 - ln34) / 2)
 
 
+def test_weighted_loss_on_a_hand_checkable_batch() -> None:
+    """w_i = 1 + (w - 1) y_i on the records' BCE, mean over the batch size B (Keras'
+    class_weight), not over sum w_i; the counterexample term is not weighted."""
+    ln2, ln34 = math.log(2.0), math.log(0.75)
+    logits = torch.tensor([0.0, math.log(3.0), 0.0])  # p = 0.5, 0.75, 0.5
+    y = torch.tensor([0, 1, 1])
+    anom = torch.tensor([math.log(3.0), 0.0])
+    records = (ln2 + 4 * -ln34 + 4 * ln2) / 3
+    got = float(a3_loss(logits, y, anom, 0.1, anomaly_weight=4.0))
+    assert got == pytest.approx(records + 0.1 * (-ln34 + ln2) / 2)
+    assert float(a3_loss(logits, y, None, 0.0, anomaly_weight=4.0)) == pytest.approx(records)
+    assert records != pytest.approx((ln2 + 4 * -ln34 + 4 * ln2) / 9)  # not / sum w_i
+    zero = torch.zeros(4)
+    assert float(a3_loss(zero, torch.zeros(4), zero, 0.1, anomaly_weight=50.0)) == pytest.approx(
+        1.1 * ln2)  # no known anomaly in the batch: the weight changes nothing
+    # w = 1: bit for bit the unweighted loss (value and gradient)
+    torch.manual_seed(0)
+    lg, la = torch.randn(64, requires_grad=True), torch.randn(64)
+    yb = (torch.rand(64) < 0.2).long()
+    unweighted = (nn.functional.binary_cross_entropy_with_logits(lg, yb.float())
+                  + 0.1 * nn.functional.binary_cross_entropy_with_logits(la, torch.ones(64)))
+    (g0,) = torch.autograd.grad(unweighted, lg)
+    weighted = a3_loss(lg, yb, la, 0.1, anomaly_weight=1.0)
+    (g1,) = torch.autograd.grad(weighted, lg)
+    assert torch.equal(weighted, unweighted) and torch.equal(g1, g0)
+
+
 # -- the detector -----------------------------------------------------------------------------
 def test_a3_detects_shifted_anomalies_with_a_few_known(data, target) -> None:
     x, y = _train_set(data, 10)
@@ -245,6 +278,66 @@ def test_vae_counterexamples_must_lie_outside_the_normal_data(caplog) -> None:
     assert check["counterexample_median"] < 0.75 * check["normal_median"]
     assert check["inside_fraction"] > 0.75 and warned
     assert auc < 0.4  # inverted, as Table 4 was
+
+
+def test_auto_anomaly_weight_is_the_authors_capped_ratio(data, target) -> None:
+    def labels(n_normal: int, n_known: int) -> np.ndarray:
+        return np.r_[np.zeros(n_normal), np.ones(n_known)]
+
+    assert auto_anomaly_weight(labels(1000, 5)) == 100.0  # 200, capped at 100
+    assert auto_anomaly_weight(labels(30, 5)) == 6.0
+    assert auto_anomaly_weight(labels(31, 5)) == 7.0  # ceil
+    assert auto_anomaly_weight(labels(30, 0)) == 1.0  # no known anomalies
+    x, y = _train_set(data, 10)
+    det = A3Detector(target, epochs=1, seed=0, anomaly_weight="auto", **SMALL).fit(x, y)
+    assert det.anomaly_weight_ == 60.0 and det.anomaly_weight == "auto"  # ceil(600 / 10)
+    assert A3Detector(target, epochs=1, anomaly_weight=3, **SMALL).fit(x, y).anomaly_weight_ == 3.0
+
+
+def test_default_anomaly_weight_trains_as_before(data, target, tmp_path) -> None:
+    """Weight 1 (the default, or "auto" without known anomalies) is the unweighted training of
+    before the parameter existed: same losses, same weights, same resumable state."""
+    x, y = _train_set(data, 5)
+    ref = A3Detector(target, epochs=2, seed=0, **SMALL).fit(x, y)
+    # train_loss of this fit with the code before anomaly_weight existed (commit 27ce661)
+    assert ref.history_[-1]["train_loss"] == pytest.approx(0.8309986941085374, rel=1e-6)
+    same = A3Detector(target, epochs=2, seed=0, anomaly_weight=1.0, **SMALL).fit(x, y)
+    assert same.anomaly_weight_ == 1.0 and same.history_ == ref.history_
+    for a, b in zip(ref.alarm_.state_dict().values(), same.alarm_.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    normal = [A3Detector(target, epochs=1, seed=0, anomaly_weight=w, **SMALL).fit(data["normal"])
+              for w in (1.0, "auto")]
+    assert normal[1].anomaly_weight_ == 1.0 and normal[0].history_ == normal[1].history_
+    # the resume fingerprint names the weight only when it is not 1: older states stay valid
+    y32 = y.astype(np.float32)
+    assert "anomaly_weight" not in ref._fingerprint(len(x), y32)
+    store = TrainingState(str(tmp_path / "a3-state.pt"), key="a3-test")
+    A3Detector(target, epochs=1, seed=0, state=store, **SMALL).fit(x, y)
+    heavy = A3Detector(target, epochs=2, seed=0, state=store, anomaly_weight=5.0, **SMALL)
+    assert heavy.fit(x, y).resumed_from_ is None
+    assert '"anomaly_weight": 5.0' in heavy._fingerprint(len(x), y32)
+    again = A3Detector(target, epochs=3, seed=0, state=store, anomaly_weight=5.0, **SMALL)
+    assert again.fit(x, y).resumed_from_ == 2
+
+
+def test_anomaly_weight_raises_the_known_anomalies_scores(data, target) -> None:
+    """5 known anomalies among 600 normal records: unweighted, they barely enter the loss and
+    the alarm scores them below the normal records; weighted, they score higher."""
+    x, y = _train_set(data, 5)
+    fits = {w: A3Detector(target, epochs=10, seed=0, anomaly_weight=w, **SMALL).fit(x, y)
+            for w in (1.0, 20.0, "auto")}
+    known = {w: float(d.score_samples(x[y == 1]).mean()) for w, d in fits.items()}
+    normal = {w: float(d.score_samples(x[y == 0]).mean()) for w, d in fits.items()}
+    assert fits["auto"].anomaly_weight_ == 100.0
+    assert known[20.0] > known[1.0] + 0.05 and known["auto"] > known[20.0] + 0.05
+    assert known[1.0] < normal[1.0] and known["auto"] > normal["auto"]
+
+
+def test_bad_anomaly_weights_are_refused(data, target) -> None:
+    for bad in (0.5, 0, -2.0, "heavy", "AUTO", None, True, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="anomaly_weight must be a number >= 1 or 'auto'"):
+            A3Detector(target, epochs=1, anomaly_weight=bad, **SMALL).fit(data["normal"][:50])
 
 
 def test_same_seed_same_scores(data, target) -> None:

@@ -125,6 +125,72 @@ def test_plan_groups_and_parsing() -> None:
     assert pre == [("target", 2409, "3a")]  # one classifier for 3a-3d
 
 
+def test_anomaly_weight_enters_settings_and_keys_only_when_not_1() -> None:
+    """Cache keys of finished runs hash as_dict() and the a3 parameters: weight 1 leaves both
+    as they were (hashes of the code before anomaly_weight existed)."""
+    assert "anomaly_weight" not in a3x.A3Settings().as_dict()
+    assert "anomaly_weight" not in a3x.A3Settings(anomaly_weight=1).as_dict()
+    assert a3x.A3Settings(anomaly_weight="auto").as_dict()["anomaly_weight"] == "auto"
+    assert a3x.A3Settings(anomaly_weight=20.0).as_dict()["anomaly_weight"] == 20.0
+    assert a3x._sha(a3x.A3Settings().as_dict()) == "51911fb9d4189027"
+    default = a3x._method_params("a3", 2409, "cicids2018", a3x.A3Settings())
+    assert default == {"mu": 0.1, "lr": 1e-5, "epochs": 60, "batch_size": 2048, "seed": 2409}
+    assert a3x._sha(default) == "87dd83981d04d349"
+    auto = a3x._method_params("a3", 2409, "nsl-kdd", a3x.A3Settings(anomaly_weight="auto"))
+    assert auto["anomaly_weight"] == "auto"
+    assert "anomaly_weight" not in a3x._method_params(
+        "iforest", 2409, "nsl-kdd", a3x.A3Settings(anomaly_weight="auto"))
+    for bad in (0.5, "heavy", None):
+        with pytest.raises(ValueError, match="anomaly_weight must be a number >= 1 or 'auto'"):
+            a3x.A3Settings(anomaly_weight=bad)
+
+
+def test_auto_anomaly_weight_fit_records_the_resolved_weight(tmp_path: Path,
+                                                              sources: dict[str, str]) -> None:
+    from dataclasses import replace
+
+    root = _root(tmp_path, sources, ("nsl-kdd",))
+    plain = a3x.run_experiment("1c", root, n_known=5, seed=2409, methods=["a3"], settings=TINY)
+    auto = a3x.run_experiment("1c", root, n_known=5, seed=2409, methods=["a3"],
+                              settings=replace(TINY, anomaly_weight="auto"))
+    p0, p1 = json.loads(plain[0]["params"]), json.loads(auto[0]["params"])
+    assert "anomaly_weight" not in p0["method"] and "anomaly_weight" not in p0["settings"]
+    n_normal = auto[0]["n_train"] - 5
+    assert p1["method"]["anomaly_weight"] == min(100.0, float(-(-n_normal // 5)))
+    assert p1["settings"]["anomaly_weight"] == "auto"
+    assert auto[0]["cached"] is False  # its own fit, not the unweighted one's cache
+    assert auto[0]["ap"] != plain[0]["ap"] or auto[0]["auroc"] != plain[0]["auroc"]
+
+
+def test_cli_maps_anomaly_weight_into_the_flow(monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    import actscan.settings
+    import flows.a3
+    from actscan import cli_a3
+
+    got: dict = {}
+
+    def fake_flow(**kwargs):
+        got.update(kwargs)
+        return {"results": {"summary": [], "table": "t", "figures": []}, "fits": {}}
+
+    monkeypatch.setattr(actscan.settings, "configure_prefect", lambda: None)
+    monkeypatch.setattr(flows.a3, "a3_flow", fake_flow)
+    app = typer.Typer()
+    cli_a3.register(app)
+    app.command("noop")(lambda: None)
+    for arg, want in ((None, 1.0), ("auto", "auto"), ("12.5", 12.5)):
+        extra = [] if arg is None else ["--anomaly-weight", arg]
+        res = CliRunner().invoke(app, ["a3", "--experiments", "1c", "--json", *extra])
+        assert res.exit_code == 0, res.output
+        assert got["anomaly_weight"] == want
+    for bad in ("0.5", "heavy"):
+        res = CliRunner().invoke(app, ["a3", "--anomaly-weight", bad])
+        assert res.exit_code == 2 and "--anomaly-weight" in res.output
+
+
 def test_flow_on_dask(tmp_path: Path, sources: dict[str, str], prefect_api: None) -> None:
     from prefect.client.orchestration import get_client  # noqa: F401 - the API is up
 
@@ -182,7 +248,8 @@ def test_cli_registers_a3_command() -> None:
     assert res.exit_code == 0, res.output
     for opt in ("--experiments", "--known", "--seeds", "--source-mnist", "--source-nsl-kdd",
                 "--source-emnist-letters", "--classifier-epochs",
-                "--data-root", "--mu", "--epochs", "--methods", "--dask-address"):
+                "--data-root", "--mu", "--epochs", "--methods", "--dask-address",
+                "--anomaly-weight"):
         assert opt in res.output
     res = CliRunner().invoke(app, ["a3", "--methods", "a3,nope"])
     assert res.exit_code != 0 and "nope" in res.output

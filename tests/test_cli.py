@@ -49,6 +49,7 @@ def test_bad_parameters_are_one_line_errors() -> None:
         (["run", "--stages", "ingest,nosuch"], "nosuch"),
         (["run", "--setup", "nosuch"], "unknown setup"),
         (["paper"], "actscan run --setup paper-mnist"),
+        (["a3", "--anomaly-weight", "0.5"], "--anomaly-weight"),
     ]
     for args, needle in cases:
         out = runner.invoke(app, args)

@@ -6,9 +6,10 @@ shape), and the *alarm network* (:class:`~tasks.models.alarm.AlarmNetwork`) read
 concatenated hidden activations h(x) (:class:`~tasks.models.alarm.TargetActivations`). Per batch
 the alarm minimises
 
-    loss = mean_i BCE(y_i, a(h(x_i))) + mu * mean_i BCE(1, a(h(anomaly(x)_i)))
+    loss = mean_i w_i BCE(y_i, a(h(x_i))) + mu * mean_i BCE(1, a(h(anomaly(x)_i)))
 
-(:func:`a3_loss`, on logits), with y = 0 for normal records and 1 for the known anomalies.
+(:func:`a3_loss`, on logits), with y = 0 for normal records and 1 for the known anomalies, and
+w_i = 1 + (anomaly_weight - 1) y_i (default 1: no weighting, as the authors' released scripts).
 The score of a record is a(h(x)), the alarm's probability of "anomaly" (higher = more
 anomalous). The paper states mu = 0.1 (default here); the authors' scripts train with 1.0.
 
@@ -33,6 +34,7 @@ import inspect
 import json
 import logging
 import math
+import numbers
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -51,18 +53,36 @@ log = logging.getLogger(__name__)
 
 _MIN_DELTA = 1e-6
 CHECK_ROWS = 256  # normal training records used by fit's counterexample check
+MAX_AUTO_WEIGHT = 100  # cap of anomaly_weight="auto" (the authors' automatic_class_weights)
 
 
 def a3_loss(logits: torch.Tensor, y: torch.Tensor, anomaly_logits: torch.Tensor | None,
-            mu: float) -> torch.Tensor:
-    """A^3's batch loss from alarm logits: BCE(y, sigmoid(logits)) averaged over the (B,)
-    records plus ``mu`` times BCE(1, sigmoid(anomaly_logits)) averaged over the (B',)
-    counterexamples (None or ``mu == 0``: no counterexample term). Natural log units."""
-    loss = nn.functional.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+            mu: float, anomaly_weight: float = 1.0) -> torch.Tensor:
+    """A^3's batch loss from alarm logits: (1/B) sum_i w_i BCE(y_i, sigmoid(logits_i)) over the
+    (B,) records, w_i = 1 + (anomaly_weight - 1) y_i (Keras' ``class_weight={0: 1, 1: w}``:
+    divided by B, not by sum w_i), plus ``mu`` times BCE(1, sigmoid(anomaly_logits))
+    averaged over the (B',) counterexamples (None or ``mu == 0``: no counterexample term).
+    Natural log units."""
+    y = y.to(logits.dtype)
+    if anomaly_weight == 1:
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, y)
+    else:
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            logits, y, weight=1.0 + (float(anomaly_weight) - 1.0) * y)
     if anomaly_logits is not None and mu != 0:
         loss = loss + mu * nn.functional.binary_cross_entropy_with_logits(
             anomaly_logits, torch.ones_like(anomaly_logits))
     return loss
+
+
+def auto_anomaly_weight(y: Any) -> float:
+    """``anomaly_weight="auto"`` for 0/1 labels ``y``: min(100, ceil(n_normal / n_known)),
+    1.0 without known anomalies (the A^3 authors' ``automatic_class_weights``)."""
+    yy = np.asarray(y).ravel()
+    n_known = int((yy == 1).sum())
+    if n_known == 0:
+        return 1.0
+    return float(min(MAX_AUTO_WEIGHT, math.ceil(int((yy == 0).sum()) / n_known)))
 
 
 def _as_rows(X: Any, name: str) -> Any:
@@ -144,7 +164,10 @@ class A3Detector(BaseDetector):
       an ``nn.Module`` mapping a batch x (B, ...) to counterexamples of x's shape (called with
       ``generator=`` when its ``forward`` accepts it, e.g. :class:`~tasks.models.anomaly.VAEAnomaly`);
       frozen like the target;
-    * ``mu`` - weight of the counterexample term (paper 0.1); ``lr`` - Adam learning rate of
+    * ``mu`` - weight of the counterexample term (paper 0.1);
+    * ``anomaly_weight`` - weight w of the known anomalies' (y = 1) BCE terms, a number >= 1 or
+      ``"auto"`` = min(100, ceil(n_normal / n_known)) from ``fit``'s labels (1 without known
+      anomalies); default 1 (unweighted, the authors' scripts); ``lr`` - Adam learning rate of
       the alarm (paper 1e-5); ``epochs`` (paper 60); ``batch_size`` (paper 256, IDS 2048);
     * ``patience`` - early stopping on the validation loss of ``fit``'s ``X_val``/``y_val``
       (best weights restored); None: train all epochs;
@@ -158,8 +181,9 @@ class A3Detector(BaseDetector):
     Fitted attributes: ``alarm_``, ``layers_``, ``activation_keys_``, ``activation_widths_``,
     ``n_activations_``, ``input_shape_``, ``history_`` (per epoch: train_loss, and val_loss /
     val_auroc with validation data), ``epochs_run_``, ``best_epoch_``, ``stopped_early_``,
-    ``resumed_from_``, ``decision_scores_`` (training normal records), ``threshold_`` (at
-    ``fpr`` on the validation normals when given, else on the training normals),
+    ``resumed_from_``, ``anomaly_weight_`` (the weight used, "auto" resolved),
+    ``decision_scores_`` (training normal records), ``threshold_`` (at ``fpr`` on the
+    validation normals when given, else on the training normals),
     ``counterexample_check_`` (:meth:`counterexample_check` on up to ``CHECK_ROWS`` training
     normals; a warning is logged when the counterexamples lie inside the normal data).
     """
@@ -169,7 +193,8 @@ class A3Detector(BaseDetector):
                  patience: int | None = None, seed: int = 0, device: str = "cpu",
                  fpr: float = DEFAULT_FPR, state: StateStore | None = None,
                  layers: Sequence[str] | None = None,
-                 alarm_hidden: Sequence[int] = ALARM_HIDDEN, shuffle_window: int = 8) -> None:
+                 alarm_hidden: Sequence[int] = ALARM_HIDDEN, shuffle_window: int = 8,
+                 anomaly_weight: float | str = 1.0) -> None:
         self.target = target
         self.anomaly = anomaly
         self.mu = mu
@@ -184,6 +209,7 @@ class A3Detector(BaseDetector):
         self.layers = layers
         self.alarm_hidden = alarm_hidden
         self.shuffle_window = shuffle_window
+        self.anomaly_weight = anomaly_weight
 
     # -- checks and set-up --------------------------------------------------------------
     def _check_params(self) -> None:
@@ -193,6 +219,11 @@ class A3Detector(BaseDetector):
             raise ValueError(f"anomaly must be 'gaussian' or an nn.Module, got {self.anomaly!r}")
         if not self.mu >= 0:
             raise ValueError(f"mu must be >= 0, got {self.mu!r}")
+        w = self.anomaly_weight
+        if not ((isinstance(w, str) and w == "auto")
+                or (isinstance(w, numbers.Real) and not isinstance(w, bool)
+                    and math.isfinite(w) and w >= 1)):
+            raise ValueError(f"anomaly_weight must be a number >= 1 or 'auto', got {w!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         for name in ("epochs", "batch_size", "shuffle_window"):
@@ -226,6 +257,8 @@ class A3Detector(BaseDetector):
                 "seed": int(self.seed), "shuffle_window": int(self.shuffle_window),
                 "patience": self.patience, "anomaly": f"{type(an).__name__}({an.extra_repr()})",
                 "y_sha256": hashlib.sha256(y.astype("<f4").tobytes()).hexdigest()}
+        if self.anomaly_weight_ != 1.0:  # only then: states saved before the weight stay valid
+            conf["anomaly_weight"] = self.anomaly_weight_
         return json.dumps(conf, sort_keys=True)
 
     # -- the contract -------------------------------------------------------------------
@@ -258,6 +291,8 @@ class A3Detector(BaseDetector):
         for attr in ("threshold_", "n_features_in_"):
             if hasattr(self, attr):
                 delattr(self, attr)
+        self.anomaly_weight_ = (auto_anomaly_weight(yy) if self.anomaly_weight == "auto"
+                                else float(self.anomaly_weight))
         self._fit(X, yy, X_val, yv)
         self.n_features_in_ = int(np.prod(X.shape[1:]))
         self.decision_scores_ = self._score(X)[yy == 0]
@@ -359,6 +394,7 @@ class A3Detector(BaseDetector):
                             "parameters or epochs); training from scratch")
         self.alarm_ = alarm
         yt = torch.from_numpy(y)
+        weight = self.anomaly_weight_
         for epoch in range(start, int(self.epochs) + 1):
             if stopped:
                 break
@@ -370,9 +406,9 @@ class A3Detector(BaseDetector):
                 if self.mu != 0:
                     xa = self._counterexamples(xt, g_anom)
                     logits = alarm(self.activations_(torch.cat([xt, xa])))
-                    loss = a3_loss(logits[:len(xt)], yb, logits[len(xt):], self.mu)
+                    loss = a3_loss(logits[:len(xt)], yb, logits[len(xt):], self.mu, weight)
                 else:
-                    loss = a3_loss(alarm(self.activations_(xt)), yb, None, 0.0)
+                    loss = a3_loss(alarm(self.activations_(xt)), yb, None, 0.0, weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -436,6 +472,7 @@ class A3Detector(BaseDetector):
         device = torch.device(self.device)
         n, bs = int(X.shape[0]), int(self.batch_size)
         yy = np.zeros(n, np.float32) if y is None else y
+        weight = getattr(self, "anomaly_weight_", 1.0)  # detectors fitted before the weight
         self.alarm_.eval()
         logits = np.empty(n, dtype=np.float64)
         total = 0.0
@@ -448,14 +485,14 @@ class A3Detector(BaseDetector):
                 lg = self.alarm_(self.activations_(xt))
                 la = (self.alarm_(self.activations_(self._counterexamples(xt, gen)))
                       if self.mu != 0 else None)
-                total += float(a3_loss(lg, yb, la, self.mu)) * len(xt)
+                total += float(a3_loss(lg, yb, la, self.mu, weight)) * len(xt)
                 logits[i:i + len(xt)] = lg.double().cpu().numpy()
         return logits, total / n
 
     def loss(self, X: Any, y: Any = None) -> float:
         """The A^3 loss of the fitted alarm on ``X`` (N, ...) with labels ``y`` (None: all
-        normal), in eval mode with counterexamples seeded by ``seed + 2`` (the validation loss
-        of ``history_``)."""
+        normal) and the fitted ``anomaly_weight_``, in eval mode with counterexamples seeded by
+        ``seed + 2`` (the validation loss of ``history_``)."""
         self._check_fitted()
         X = self._check_input(X)
         return self._loss_pass(X, _labels(y, int(X.shape[0]), "y"))[1]
