@@ -344,3 +344,35 @@ def test_result_rows_carry_their_provenance_and_old_rows_get_it_filled(
     assert pd.notna(t.at["a3", "prov_created_utc"])
     # the older row: what can be known is filled, version and time are not invented
     assert t.at["iforest", "prov_actscan_version"] == "" and pd.isna(t.at["iforest", "prov_created_utc"])
+
+
+def test_flow_on_cicids2018_and_creditcard_files(tmp_path: Path, prefect_api: None) -> None:
+    """Experiments 1e / 2e (CSE-CIC-IDS2018 day files) and 1g (the ULB credit-card CSV) end to
+    end from generated files in the real formats: ingestion, dense target, A^3 and baselines
+    on a real Dask LocalCluster, under a real Prefect API."""
+    from flows.a3 import a3_flow
+    from storage.tables import read_table
+    from tests.fixtures.synthetic_data import write_cicids2018, write_creditcard
+
+    src = tmp_path / "src"
+    write_cicids2018(src / "ids", 4000, proportional=False, seed=4)  # 400 rows on each of 10 days
+    write_creditcard(src / "cc" / "creditcard.csv", n_rows=1500, n_fraud=60, seed=5)
+    root = str(tmp_path / "root")
+    exps, methods = ["1e", "2e", "1g"], ["a3", "ae", "iforest", "devnet"]
+    out = a3_flow(experiments=exps, known=[5], seeds=[2409], methods=methods, data_root=root,
+                  sources={"cicids2018": str(src / "ids"), "creditcard": str(src / "cc")},
+                  epochs=TINY.epochs, alarm_lr=TINY.alarm_lr, target_epochs=TINY.target_epochs,
+                  batch_size=TINY.batch_size, baseline_params=TINY.baseline_params, n_workers=2)
+    assert out["fits"]["failures"] == []
+    df = read_table(a3x.results_url(root))
+    assert set(zip(df["experiment"], df["method"], strict=True)) == {
+        (e, m) for e in exps for m in methods}
+    assert (df["ap"].between(0, 1 + 1e-12) & df["auroc"].between(0, 1 + 1e-12)).all()
+    assert (df["n_known_drawn"] == 5).all() and (df["n_test_anomalies"] > 0).all()
+    assert set(df.loc[df["experiment"] == "1g", "dataset"]) == {"creditcard"}
+    assert set(df.loc[df["experiment"].isin(["1e", "2e"]), "dataset"]) == {"cicids2018"}
+    by = df.set_index(["experiment", "method"])
+    # 2e tests 1e's detector on more anomaly classes (Bot added): more test anomalies
+    assert by.at[("2e", "a3"), "n_test_anomalies"] > by.at[("1e", "a3"), "n_test_anomalies"]
+    # the credit-card fraud of the generator is shifted by +2 in every V column: found
+    assert by.at[("1g", "iforest"), "auroc"] > 0.9
