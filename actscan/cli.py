@@ -250,7 +250,10 @@ def print_results(spec: Any, out: dict[str, Any]) -> None:
     if a3:
         print_a3_adversarial(a3)
     console.print("[bold]Tables[/bold]")
-    for k, v in res["tables"].items():
+    tables = dict(res["tables"])
+    for stage in ("evaluate", "a3detect"):  # the optional stages' tables, when they ran
+        tables.update((out.get(stage) or {}).get("tables") or {})
+    for k, v in tables.items():
         console.print(f"  {k}: {v}", highlight=False)
     console.print("[bold]Stores[/bold]")
     for k, v in res["stores"].items():
