@@ -237,8 +237,8 @@ def fig_anomalous_nodes(
 def fig_ap_vs_known(df: pd.DataFrame, path_stem: str | os.PathLike[str]) -> tuple[Path, Path]:
     """A^3 paper Fig. 3: average precision vs number of known anomalies, a panel per experiment.
 
-    ``df`` columns: experiment, method, n_known, ap_mean, ap_std (a band of +/- one std; NaN std
-    draws no band).
+    ``df`` columns: experiment, method, n_known, ap_mean, ap_std (an error bar of +/- one std
+    at each cell that has one; NaN std draws none).
     """
     _require(df, ["experiment", "method", "n_known", "ap_mean", "ap_std"], "fig_ap_vs_known")
     experiments = [str(e) for e in pd.unique(df["experiment"])]
@@ -258,15 +258,10 @@ def fig_ap_vs_known(df: pd.DataFrame, path_stem: str | os.PathLike[str]) -> tupl
             s = g["ap_std"].to_numpy(np.float64)
             ax.plot(x, y, marker="o", ms=3, lw=1.4, color=f"C{i}", label=m)
             ok = np.isfinite(s)
-            if ok.any():
-                ax.fill_between(
-                    x[ok],
-                    np.clip(y - s, 0, 1)[ok],
-                    np.clip(y + s, 0, 1)[ok],
-                    color=f"C{i}",
-                    alpha=0.2,
-                    lw=0,
-                )
+            if ok.any():  # a bar per cell with a spread (cells may differ in their seeds)
+                lo, hi = np.clip(y - s, 0, 1)[ok], np.clip(y + s, 0, 1)[ok]
+                ax.errorbar(x[ok], y[ok], yerr=[y[ok] - lo, hi - y[ok]], fmt="none",
+                            ecolor=f"C{i}", elinewidth=1, capsize=2, alpha=0.7)
         ax.set_title(exp)
         ax.set_xlabel("known anomalies")
         ax.set_ylim(0, 1.02)
