@@ -740,12 +740,23 @@ def evaluate(exp_id: str, y_test: np.ndarray, scores: np.ndarray) -> dict[str, A
             "n_test": int(keep.sum()), "n_test_anomalies": int(lab.sum())}
 
 
+def method_label(method: str, settings: A3Settings) -> str:
+    """The ``method`` value of a result row: ``a3[w=auto]`` / ``a3[w=20]`` for A^3 with a
+    known-anomaly weight other than 1, else ``method``."""
+    w = settings.anomaly_weight
+    if method != "a3" or _default_weight(w):
+        return method
+    return f"a3[w={w if isinstance(w, str) else f'{float(w):g}'}]"
+
+
 def run_unit(data_root: str, experiments: Sequence[str], method: str, n_known: int, seed: int,
              settings: A3Settings | None = None, threads: int | None = 1,
              target: dict[str, Any] | None = None,
              vae: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """One fit (``method``, ``n_known``, ``seed``) of one training group, evaluated on each of
-    ``experiments`` (all in that group): a result row per experiment."""
+    ``experiments`` (all in that group): a result row per experiment. A^3 with a known-anomaly
+    weight other than 1 is its own method in the rows (:func:`method_label`), so weighted and
+    unweighted fits of one cell sit side by side in the results table."""
     settings = settings or A3Settings()
     exps = list(experiments)
     groups = {group_name(e) for e in exps}
@@ -760,7 +771,8 @@ def run_unit(data_root: str, experiments: Sequence[str], method: str, n_known: i
     for e in exps:
         m = evaluate(e, data.y_test, out["scores"])
         rows.append({
-            "experiment": e, "group": group_name(e), "dataset": dataset, "method": method,
+            "experiment": e, "group": group_name(e), "dataset": dataset,
+            "method": method_label(method, settings),
             "n_known": int(n_known), "seed": int(seed),
             "mu": float(settings.mu) if method == "a3" else math.nan,
             "ap": m["ap"], "auroc": m["auroc"], "n_train": meta["n_train"],

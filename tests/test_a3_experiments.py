@@ -160,6 +160,13 @@ def test_auto_anomaly_weight_fit_records_the_resolved_weight(tmp_path: Path,
     assert p1["settings"]["anomaly_weight"] == "auto"
     assert auto[0]["cached"] is False  # its own fit, not the unweighted one's cache
     assert auto[0]["ap"] != plain[0]["ap"] or auto[0]["auroc"] != plain[0]["auroc"]
+    # a method of its own in the rows: both fits of the cell stay in one results table
+    assert (plain[0]["method"], auto[0]["method"]) == ("a3", "a3[w=auto]")
+    a3x.write_results(root, plain)
+    _, table = a3x.write_results(root, auto, merge=True)
+    assert sorted(table["method"]) == ["a3", "a3[w=auto]"]
+    assert a3x.method_label("a3", replace(TINY, anomaly_weight=20)) == "a3[w=20]"
+    assert a3x.method_label("devnet", replace(TINY, anomaly_weight="auto")) == "devnet"
 
 
 def test_cli_maps_anomaly_weight_into_the_flow(monkeypatch: pytest.MonkeyPatch) -> None:
