@@ -306,7 +306,7 @@ def _load_combined(root: str, dataset: str, version: str) -> _Data:
     from storage.datasets import open_dataset
 
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("Xtr", "ytr", "itr", "Xte", "yte")}
-    fps, shape, row_offset = [], None, 0
+    shape, row_offset = None, 0
     for name, off, _ in dataset_parts(dataset):
         ds = open_dataset(root, name, version)
         used = _used_classes(dataset, name)
@@ -323,11 +323,25 @@ def _load_combined(root: str, dataset: str, version: str) -> _Data:
         for k, v in (("Xtr", Xtr), ("ytr", ytr[ktr] + off), ("itr", tr + row_offset),
                      ("Xte", Xte), ("yte", yte[kte] + off)):
             parts[k].append(v)
-        fps.append([name, str(ds.attrs.get("fingerprint", "")), used])
         row_offset += len(ds)
-    return _Data(fingerprint=_sha(fps, 64), X_train=np.concatenate(parts["Xtr"]),
+    return _Data(fingerprint=data_fingerprint(root, dataset, version),
+                 X_train=np.concatenate(parts["Xtr"]),
                  y_train=np.concatenate(parts["ytr"]), idx_train=np.concatenate(parts["itr"]),
                  X_test=np.concatenate(parts["Xte"]), y_test=np.concatenate(parts["yte"]))
+
+
+def data_fingerprint(root: str, dataset: str, version: str = "v1") -> str:
+    """The content fingerprint of ``dataset`` (a store, or a combined key: the stores'
+    fingerprints and the classes used of each) from the stores' attributes only, no arrays
+    read; :func:`load_data`'s ``fingerprint``."""
+    from storage.datasets import open_dataset
+    from storage.paths import resolve_data_root
+
+    root = resolve_data_root(root)
+    if COMBINED_SEP not in dataset:
+        return str(open_dataset(root, dataset, version).attrs.get("fingerprint", ""))
+    return _sha([[name, str(open_dataset(root, name, version).attrs.get("fingerprint", "")),
+                  _used_classes(dataset, name)] for name, _, _ in dataset_parts(dataset)], 64)
 
 
 @lru_cache(maxsize=2)
@@ -931,7 +945,7 @@ def row_provenance(data_root: str, dataset: str, params: str,
             models[kind] = (read_checkpoint_config(stem).get("weights_sha256", "")
                             if _exists(f"{stem}.json") else "")
     prov = provenance_columns("a3", f"{dataset}/{version}",
-                              load_data(data_root, dataset, version).fingerprint, models,
+                              data_fingerprint(data_root, dataset, version), models,
                               _sha(p), created)
     if not known_code:
         prov.update(prov_actscan_version="", prov_git_commit="", prov_created_utc=None)
